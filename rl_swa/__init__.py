@@ -1,0 +1,15 @@
+"""rl-swa: stochastic weight averaging for Stable-Baselines3 agents.
+
+Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 integration),
+:class:`SWAPolicy` (the averaged policy), the SWA-phase LR schedules and the BatchNorm helper.
+"""
+
+from rl_swa.averaging import WeightAverage
+from rl_swa.batch_norm import update_batch_norm
+from rl_swa.callback import SWACallback
+from rl_swa.policy import SWAPolicy
+from rl_swa.schedules import AnnealSchedule, CyclicSchedule
+
+__version__ = "0.1.0"
+
+__all__ = ["AnnealSchedule", "CyclicSchedule", "SWACallback", "SWAPolicy", "WeightAverage", "update_batch_norm", "__version__"]

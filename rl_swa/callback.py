@@ -1,0 +1,332 @@
+"""SWACallback: adds stochastic weight averaging to any supported SB3 algorithm in one line."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
+from rl_swa.averaging import MODES, WeightAverage
+from rl_swa.policy import SWAPolicy
+from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
+
+CALLBACK_STATE_VERSION = 1
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _bad(name: str, value, allowed: str) -> ValueError:
+    return ValueError(f"SWACallback: {name}={value!r} is not allowed; {allowed}")
+
+
+def resolve_steps(name: str, value, total_timesteps: int) -> int:
+    """A float in (0, 1) is a fraction of ``total_timesteps``; an int is an absolute env step."""
+    if _is_int(value):
+        return int(value)
+    return int(round(float(value) * total_timesteps))
+
+
+def _check_position(name: str, value, allow_zero: bool) -> None:
+    if _is_int(value):
+        if value < 0:
+            raise _bad(name, value, "an int must be an env step >= 0")
+        return
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        low_ok = value >= 0 if allow_zero else value > 0
+        if low_ok and value < 1:
+            return
+    interval = "[0, 1)" if allow_zero else "(0, 1)"
+    raise _bad(name, value, f"use a float in {interval} (fraction of the run) or an int >= 0 (env steps)")
+
+
+class SWACallback(BaseCallback):
+    """Stochastic weight averaging of an SB3 agent's actor and critic.
+
+    Snapshots are taken after real gradient updates (a post-step hook on the optimizer that
+    ends each update), every ``update_every`` updates once ``num_timesteps`` passes ``start``.
+    The averages live on the policy's device; an update never synchronizes host and device.
+
+    All arguments are plain values, so RL Zoo can build it from YAML::
+
+        callback:
+          - rl_swa.SWACallback: {start: 0.75, swa_lr: 0.0003}
+
+    :param start: when averaging starts: a float in (0, 1) is a fraction of the run's total
+        timesteps, an int an absolute env step.
+    :param update_every: take a snapshot every N gradient updates (A2C: one update per rollout;
+        DDPG: one per env step). With ``cycle`` set, snapshots come at each cycle's end instead.
+    :param mode: ``"swa"`` (equal average) or ``"ema"``.
+    :param decay: EMA decay (``mode="ema"`` only).
+    :param ema_warmup: ramp the EMA decay up as in timm's ModelEmaV3.
+    :param parts: ``"both"``, ``"actor"`` or ``"critic"``. For A2C/PPO with a shared feature
+        extractor (CnnPolicy) the trunk serves both and is averaged with either part.
+    :param swa_lr: learning rate of the SWA phase; ``None`` leaves the user's LR untouched
+        (averaging only). Applied to every optimizer of the algorithm through ``model.lr_schedule``.
+    :param anneal: span over which the LR moves from its value at ``start`` to ``swa_lr``: a
+        float in [0, 1) is a fraction of the run, an int env steps.
+    :param anneal_strategy: ``"cos"`` or ``"linear"``.
+    :param cycle: cyclical SWA: cycles of this many updates, LR linear from ``swa_lr_max`` down
+        to ``swa_lr`` within each, one snapshot at each cycle's end.
+    :param swa_lr_max: top of each cycle (default: the user's LR at ``start``).
+    :param eval_env: an env id, a gymnasium env or a VecEnv to evaluate on; ``None`` disables evaluation.
+    :param eval_freq: evaluate every this many env steps.
+
+        .. note:: unlike SB3's EvalCallback, ``eval_freq`` counts env steps, not callback calls.
+    :param n_eval_episodes: episodes per evaluation; the online and averaged policies play the
+        same episodes (the eval env is reseeded with ``eval_seed`` before each).
+    :param eval_seed: seed of the evaluation episodes.
+    :param deterministic: deterministic actions in evaluation.
+    :param apply_at_end: write the averages into the model's networks when training ends, so
+        ``model.save()`` stores the SWA weights.
+    :param skip_nonfinite: skip snapshots whose weights hold NaN/Inf.
+    :param verbose: 0 silent, 1 a line per evaluation.
+    """
+
+    def __init__(
+        self,
+        start: float | int = 0.75,
+        update_every: int = 1,
+        mode: str = "swa",
+        decay: float = 0.999,
+        ema_warmup: bool = False,
+        parts: str = "both",
+        swa_lr: float | None = None,
+        anneal: float | int = 0.0,
+        anneal_strategy: str = "cos",
+        cycle: int | None = None,
+        swa_lr_max: float | None = None,
+        eval_env: str | gym.Env | VecEnv | None = None,
+        eval_freq: int = 10_000,
+        n_eval_episodes: int = 5,
+        eval_seed: int = 0,
+        deterministic: bool = True,
+        apply_at_end: bool = False,
+        skip_nonfinite: bool = True,
+        verbose: int = 0,
+    ):
+        super().__init__(verbose)
+        _check_position("start", start, allow_zero=False)
+        _check_position("anneal", anneal, allow_zero=True)
+        if not _is_int(update_every) or update_every < 1:
+            raise _bad("update_every", update_every, "it must be an int >= 1")
+        if mode not in MODES:
+            raise _bad("mode", mode, f"allowed: {', '.join(MODES)}")
+        if mode == "ema" and not (_is_real(decay) and 0 < decay < 1):
+            raise _bad("decay", decay, "it must be a float in (0, 1)")
+        if parts not in PARTS:
+            raise _bad("parts", parts, f"allowed: {', '.join(PARTS)}")
+        for name, lr in (("swa_lr", swa_lr), ("swa_lr_max", swa_lr_max)):
+            if lr is not None and not (_is_real(lr) and lr > 0):
+                raise _bad(name, lr, "it must be a positive float or None")
+        if anneal_strategy not in ANNEAL_STRATEGIES:
+            raise _bad("anneal_strategy", anneal_strategy, f"allowed: {', '.join(ANNEAL_STRATEGIES)}")
+        if cycle is not None:
+            if not _is_int(cycle) or cycle < 1:
+                raise _bad("cycle", cycle, "it must be an int >= 1 (updates per cycle) or None")
+            if swa_lr is None:
+                raise _bad("swa_lr", swa_lr, "a cyclic schedule (cycle set) needs swa_lr, the LR at each cycle's end")
+            if update_every not in (1, cycle):
+                raise _bad("update_every", update_every, f"with cycle={cycle} snapshots come at each cycle's end; leave update_every at 1")
+        elif swa_lr_max is not None:
+            raise _bad("swa_lr_max", swa_lr_max, "it only applies with cycle set")
+        if eval_env is not None and not isinstance(eval_env, (str, gym.Env, VecEnv)):
+            raise _bad("eval_env", eval_env, "use an env id, a gymnasium.Env, a VecEnv or None")
+        for name, value in (("eval_freq", eval_freq), ("n_eval_episodes", n_eval_episodes)):
+            if not _is_int(value) or value < 1:
+                raise _bad(name, value, "it must be an int >= 1")
+        if not _is_int(eval_seed) or eval_seed < 0:
+            raise _bad("eval_seed", eval_seed, "it must be an int >= 0")
+
+        self.start = start
+        self.update_every = int(cycle if cycle is not None else update_every)
+        self.mode = mode
+        self.decay = float(decay)
+        self.ema_warmup = bool(ema_warmup)
+        self.parts = parts
+        self.swa_lr = swa_lr
+        self.anneal = anneal
+        self.anneal_strategy = anneal_strategy
+        self.cycle = cycle
+        self.swa_lr_max = swa_lr_max
+        self.eval_env = eval_env
+        self.eval_freq = int(eval_freq)
+        self.n_eval_episodes = int(n_eval_episodes)
+        self.eval_seed = int(eval_seed)
+        self.deterministic = bool(deterministic)
+        self.apply_at_end = bool(apply_at_end)
+        self.skip_nonfinite = bool(skip_nonfinite)
+
+        self.average: WeightAverage | None = None
+        self.start_step: int | None = None
+        self.phase_updates = 0  # gradient updates since start
+        self.evaluations: list[dict[str, float]] = []
+        self._next_eval = self.eval_freq
+        self._hook = None
+        self._vec_eval_env: VecEnv | None = None
+        self._user_schedule = None
+        self._policy_cache: tuple[int, SWAPolicy] | None = None
+
+    # ------------------------------------------------------------------ SB3 hooks
+    def _init_callback(self) -> None:
+        adapter_for(self.model)  # unsupported algorithm -> clear error now
+        if self.average is None:
+            self.average = WeightAverage(
+                select_tensors(self.model, self.parts),
+                mode=self.mode,
+                decay=self.decay,
+                warmup=self.ema_warmup,
+                skip_nonfinite=self.skip_nonfinite,
+            )
+        if self.eval_env is not None and self._vec_eval_env is None:
+            self._vec_eval_env = self._make_eval_env(self.eval_env)
+
+    def _make_eval_env(self, env) -> VecEnv:
+        if isinstance(env, VecEnv):
+            return env
+        if isinstance(env, str):
+            return make_vec_env(env, n_envs=1, seed=self.eval_seed)
+        return DummyVecEnv([lambda: Monitor(env)])
+
+    def _on_training_start(self) -> None:
+        total = int(self.model._total_timesteps)
+        self.start_step = resolve_steps("start", self.start, total)
+        self._user_schedule = unwrap(self.model.lr_schedule)
+        if self.swa_lr is not None:
+            if self.cycle is not None:
+                lr_max = self.swa_lr_max
+                if lr_max is None:
+                    lr_max = float(self._user_schedule(1.0 - self.start_step / total))
+                schedule = CyclicSchedule(self._user_schedule, total, self.start_step, lr_max, float(self.swa_lr), self.cycle, steps_per_update(self.model))
+            else:
+                anneal_steps = resolve_steps("anneal", self.anneal, total)
+                schedule = AnnealSchedule(self._user_schedule, total, self.start_step, float(self.swa_lr), anneal_steps, self.anneal_strategy)
+            self.model.lr_schedule = schedule
+        # The optimizer object changes when a model is loaded: (re-)register on each learn().
+        self._hook = clock_optimizer(self.model).register_step_post_hook(self._after_update)
+
+    def _after_update(self, optimizer, args, kwargs) -> None:
+        if self.model.num_timesteps <= self.start_step:
+            return
+        self.phase_updates += 1
+        if self.phase_updates % self.update_every == 0:
+            self.average.update()
+
+    def _on_step(self) -> bool:
+        if self._vec_eval_env is not None and self.num_timesteps >= self._next_eval:
+            self._next_eval = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
+            self.evaluate()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logger.record("swa/n_updates", self.average.n_updates)
+        self.logger.record("swa/lr", clock_optimizer(self.model).param_groups[0]["lr"])
+
+    def _on_training_end(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self._user_schedule is not None:
+            self.model.lr_schedule = self._user_schedule
+        if self.apply_at_end and self.has_snapshot:
+            self.apply()
+
+    # ------------------------------------------------------------------ evaluation
+    def _play(self) -> tuple[list[float], list[int]]:
+        self._vec_eval_env.seed(self.eval_seed)
+        rewards, lengths = evaluate_policy(
+            self.model,
+            self._vec_eval_env,
+            n_eval_episodes=self.n_eval_episodes,
+            deterministic=self.deterministic,
+            return_episode_rewards=True,
+            warn=False,
+        )
+        return rewards, lengths
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the online and (once it exists) the averaged policy on the same episodes; log and return the row."""
+        row: dict[str, float] = {"step": int(self.num_timesteps)}
+        rewards, lengths = self._play()
+        row.update(online_mean_reward=float(np.mean(rewards)), online_std_reward=float(np.std(rewards)), online_mean_ep_length=float(np.mean(lengths)))
+        if self.has_snapshot:
+            with self.average.swapped():
+                rewards, lengths = self._play()
+            row.update(swa_mean_reward=float(np.mean(rewards)), swa_std_reward=float(np.std(rewards)), swa_mean_ep_length=float(np.mean(lengths)))
+            row.update(distance=self.average.distance(), n_averaged=self.average.n_averaged, skipped=self.average.n_skipped)
+        for key, value in row.items():
+            if key == "step":
+                continue
+            namespace = "swa" if key in ("distance", "n_averaged", "skipped") else "eval"
+            self.logger.record(f"{namespace}/{key}", value)
+        self.evaluations.append(row)
+        if self.verbose:
+            swa = f", swa {row['swa_mean_reward']:.2f}" if "swa_mean_reward" in row else ""
+            print(f"[rl_swa] step {row['step']}: online {row['online_mean_reward']:.2f}{swa}")
+        return row
+
+    # ------------------------------------------------------------------ results
+    @property
+    def has_snapshot(self) -> bool:
+        return self.average is not None and self.average.n_updates > 0 and self.average.n_averaged > 0
+
+    @property
+    def policy(self) -> SWAPolicy:
+        """The averaged policy, a fresh :class:`SWAPolicy` (the model keeps its live weights)."""
+        if not self.has_snapshot:
+            raise RuntimeError("SWACallback.policy: no snapshot yet (averaging starts at `start`; train past it first)")
+        key = self.average.n_updates
+        if self._policy_cache is None or self._policy_cache[0] != key:
+            meta = {"parts": self.parts, "start_step": self.start_step, "update_every": self.update_every}
+            env_id = _env_id(self.model)
+            if env_id:
+                meta["env_id"] = env_id
+            self._policy_cache = (key, SWAPolicy.from_model(self.model, self.average, meta))
+        return self._policy_cache[1]
+
+    def apply(self) -> None:
+        """Write the averages into the model's live networks (``model.save()`` then stores them)."""
+        if not self.has_snapshot:
+            raise RuntimeError("SWACallback.apply: no snapshot yet, nothing to apply")
+        self.average.copy_to(self.model.policy)
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CALLBACK_STATE_VERSION,
+            "average": None if self.average is None else self.average.state_dict(),
+            "phase_updates": self.phase_updates,
+            "next_eval": self._next_eval,
+            "evaluations": list(self.evaluations),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore after :meth:`init_callback` (the model must be set: the average's layout comes from it)."""
+        if state.get("version") != CALLBACK_STATE_VERSION:
+            raise ValueError(f"SWACallback state version {state.get('version')!r} is not supported (expected {CALLBACK_STATE_VERSION})")
+        if state["average"] is not None:
+            self.average.load_state_dict(state["average"])
+        self.phase_updates = int(state["phase_updates"])
+        self._next_eval = int(state["next_eval"])
+        self.evaluations = list(state["evaluations"])
+
+
+def _env_id(model) -> str | None:
+    try:
+        spec = model.get_env().envs[0].unwrapped.spec
+        return spec.id if spec else None
+    except (AttributeError, IndexError):
+        return None
