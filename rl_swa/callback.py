@@ -83,7 +83,7 @@ class SWACallback(BaseCallback):
         to ``swa_lr`` within each, one snapshot at each cycle's end.
     :param swa_lr_max: top of each cycle (default: the user's LR at ``start``).
     :param eval_env: an env id, a gymnasium env or a VecEnv to evaluate on; ``None`` disables evaluation.
-    :param eval_freq: evaluate every this many env steps.
+    :param eval_freq: evaluate every this many env steps, and once more when training ends.
 
         .. note:: unlike SB3's EvalCallback, ``eval_freq`` counts env steps, not callback calls.
     :param n_eval_episodes: episodes per evaluation; the online and averaged policies play the
@@ -241,6 +241,12 @@ class SWACallback(BaseCallback):
             self._hook = None
         if self._user_schedule is not None:
             self.model.lr_schedule = self._user_schedule
+        if self._vec_eval_env is not None:
+            # The last update comes after the last _on_step: evaluate the final weights too.
+            if self.evaluations and self.evaluations[-1]["step"] == self.num_timesteps:
+                self.evaluations.pop()
+            self.evaluate()
+            self.logger.dump(self.num_timesteps)
         if self.apply_at_end and self.has_snapshot:
             self.apply()
 

@@ -1,0 +1,210 @@
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from rl_swa import WeightAverage, update_batch_norm
+
+
+def _net(dtype=torch.float32):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype)
+
+
+def _walk(net, steps, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        yield
+
+
+def _rel_err(ours, ref):
+    return max(float((a.detach() - b.detach()).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in zip(ours, ref))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swa_matches_averaged_model(dtype):
+    net = _net(dtype)
+    ref, avg = AveragedModel(net), WeightAverage(net)
+    for _ in _walk(net, 50):
+        ref.update_parameters(net)
+        avg.update()
+    assert avg.n_averaged == 50 and isinstance(avg.n_averaged, int)
+    assert _rel_err(avg.averages.values(), ref.module.parameters()) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ema_matches_averaged_model(dtype):
+    net = _net(dtype)
+    ref = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    avg = WeightAverage(net, mode="ema", decay=0.9)
+    for _ in _walk(net, 40):
+        ref.update_parameters(net)
+        avg.update()
+    assert _rel_err(avg.averages.values(), ref.module.parameters()) < 1e-6
+
+
+def test_swa_equals_hand_computed_mean():
+    net = _net(torch.float64)
+    snaps = []
+    avg = WeightAverage(list(net.parameters()))
+    for _ in _walk(net, 7):
+        snaps.append([p.detach().clone() for p in net.parameters()])
+        avg.update()
+    for i, a in enumerate(avg.averages.values()):
+        expected = torch.stack([s[i] for s in snaps]).mean(0)
+        torch.testing.assert_close(a, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_ema_warmup_starts_with_short_memory():
+    net = _net()
+    plain = WeightAverage(net, mode="ema", decay=0.999)
+    warm = WeightAverage(net, mode="ema", decay=0.999, warmup=True)
+    for _ in _walk(net, 5):
+        plain.update()
+        warm.update()
+    live = list(net.parameters())
+    gap = lambda avg: sum(float((a - p).norm()) for a, p in zip(avg.averages.values(), live))
+    assert gap(warm) < 0.5 * gap(plain)
+
+
+def test_swapped_restores_live_weights_bit_for_bit():
+    net = _net()
+    avg = WeightAverage(net)
+    for _ in _walk(net, 3):
+        avg.update()
+    before = [p.detach().clone() for p in net.parameters()]
+    x = torch.randn(4, 5)
+    with avg.swapped():
+        for p, a in zip(net.parameters(), avg.averages.values()):
+            assert torch.equal(p, a)
+        out_avg = net(x)
+    for p, b in zip(net.parameters(), before):
+        assert torch.equal(p, b)
+    assert not torch.allclose(out_avg, net(x))
+
+
+def test_swapped_restores_after_exception():
+    net = _net()
+    avg = WeightAverage(net)
+    avg.update()
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(KeyError):
+        with avg.swapped():
+            raise KeyError("boom")
+    assert all(torch.equal(p, b) for p, b in zip(net.parameters(), before))
+
+
+def test_nonfinite_snapshot_is_skipped_and_counted():
+    net = _net()
+    avg = WeightAverage(net)
+    for _ in _walk(net, 4):
+        avg.update()
+    clean = [a.clone() for a in avg.averages.values()]
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+        net[2].bias[1] = float("inf")
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        avg.update()
+    assert avg.n_skipped == 1 and avg.n_averaged == 4 and avg.n_updates == 5
+    for a, c in zip(avg.averages.values(), clean):
+        assert torch.equal(a, c)
+
+
+def test_copy_to_and_state_dict_round_trip():
+    net = _net()
+    avg = WeightAverage(net, mode="ema", decay=0.5)
+    for _ in _walk(net, 5):
+        avg.update()
+    state = pickle.loads(pickle.dumps(avg.state_dict()))
+    other = WeightAverage(_net(), mode="ema", decay=0.5)
+    other.load_state_dict(state)
+    assert other.n_averaged == 5 and other.n_updates == 5
+    target = _net()
+    other.copy_to(target)
+    for p, a in zip(target.parameters(), avg.averages.values()):
+        assert torch.equal(p, a)
+    # the next update continues identically
+    for _ in _walk(net, 1, seed=9):
+        avg.update()
+    other_src = WeightAverage(net, mode="ema", decay=0.5)
+    other_src.load_state_dict(state)
+    other_src.update()
+    for a, b in zip(avg.averages.values(), other_src.averages.values()):
+        assert torch.equal(a, b)
+
+
+def test_load_state_dict_rejects_mismatch():
+    avg = WeightAverage(_net())
+    avg.update()
+    state = avg.state_dict()
+    with pytest.raises(ValueError, match="holds a 'swa' average"):
+        WeightAverage(_net(), mode="ema").load_state_dict(state)
+    small = WeightAverage(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="do not match"):
+        small.load_state_dict(state)
+    with pytest.raises(ValueError, match="version"):
+        avg.load_state_dict({**state, "version": 99})
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"mode": "swag"}, "mode"), ({"mode": "ema", "decay": 1.5}, "decay"), ({"buffers": "mean"}, "buffers")],
+)
+def test_bad_arguments_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        WeightAverage(_net(), **kwargs)
+
+
+def test_no_snapshot_yet_is_an_error():
+    avg = WeightAverage(_net())
+    with pytest.raises(RuntimeError, match="no snapshot"):
+        with avg.swapped():
+            pass
+
+
+def test_batchnorm_buffers_copied_or_averaged_and_recomputed():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    copy = WeightAverage(net, buffers="copy")
+    mean = WeightAverage(net, buffers="average")
+    stats = []
+    for i in range(3):
+        net.train()
+        net(torch.randn(64, 3) * (i + 1))
+        stats.append(net[1].running_var.clone())
+        copy.update()
+        mean.update()
+    assert torch.equal(copy.averages["1.running_var"], stats[-1])
+    torch.testing.assert_close(mean.averages["1.running_var"], torch.stack(stats).mean(0))
+    assert "1.num_batches_tracked" in copy.averages  # integer buffers are copied, never averaged
+    data = torch.randn(512, 3) * 2 + 1
+    with copy.swapped():
+        update_batch_norm(net, data, batch_size=128)
+        # momentum=None: the running variance is the mean of the per-chunk (unbiased) variances
+        expected = torch.stack([net[0](c).var(0, unbiased=True) for c in data.split(128)]).mean(0)
+        torch.testing.assert_close(net[1].running_var, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_update_makes_no_host_device_sync():
+    net = _net().cuda()
+    avg = WeightAverage(net)
+    avg.update()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            avg.update()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(a.is_cuda for a in avg.averages.values())
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    avg.update()
+    assert avg.n_skipped == 1 and avg.n_averaged == 11
+    assert all(torch.isfinite(a).all() for a in avg.averages.values())

@@ -1,0 +1,202 @@
+import importlib
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from stable_baselines3 import A2C, DDPG, DQN
+from stable_baselines3.common.noise import NormalActionNoise
+
+from rl_swa import SWACallback, SWAPolicy
+
+
+def a2c(seed=0, **kwargs):
+    return A2C(
+        "MlpPolicy", "CartPole-v1", n_steps=5, seed=seed, device="cpu",
+        policy_kwargs=dict(net_arch=[8], optimizer_class=torch.optim.Adam), **kwargs,
+    )
+
+
+def ddpg(seed=0):
+    return DDPG(
+        "MlpPolicy", "Pendulum-v1", learning_starts=100, batch_size=32, seed=seed, device="cpu",
+        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), policy_kwargs=dict(net_arch=[16]),
+    )
+
+
+def test_a2c_snapshots_are_the_mean_of_post_update_weights():
+    model = a2c()
+    swa = SWACallback(start=0.5, update_every=5)
+    snaps = []
+
+    def record(optimizer, args, kwargs):
+        if model.num_timesteps > 250:
+            record.n += 1
+            if record.n % 5 == 0:
+                snaps.append({n: p.detach().clone() for n, p in model.policy.named_parameters()})
+
+    record.n = 0
+    model.policy.optimizer.register_step_post_hook(record)
+    model.learn(500, callback=swa)
+    # 100 updates of 5 steps; 50 after step 250; every 5th -> 10 snapshots
+    assert swa.average.n_averaged == 10 == len(snaps)
+    for name, avg in swa.average.averages.items():
+        expected = torch.stack([s[name] for s in snaps]).mean(0)
+        torch.testing.assert_close(avg, expected, rtol=1e-5, atol=1e-6)
+    policy = swa.policy
+    assert isinstance(policy, SWAPolicy)
+    for name, p in policy.policy.named_parameters():
+        assert torch.equal(p, swa.average.averages[name])
+    obs = np.stack([model.get_env().observation_space.sample() for _ in range(32)])
+    with swa.average.swapped():
+        expected_actions, _ = model.predict(obs, deterministic=True)
+    actions, _ = policy.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, expected_actions)
+    # the model keeps its live weights
+    assert any(not torch.equal(p, swa.average.averages[n]) for n, p in model.policy.named_parameters())
+
+
+def test_ddpg_averages_actor_and_critic_not_targets_and_sets_both_lrs():
+    model = ddpg()
+    swa = SWACallback(start=200, swa_lr=5e-5)
+    model.learn(300, callback=swa)
+    names = swa.average.names
+    assert any(n.startswith("actor.") for n in names) and any(n.startswith("critic.") for n in names)
+    assert not any("target" in n for n in names)
+    assert swa.average.n_averaged == 100  # one gradient step per env step after 200
+    assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
+    assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
+    assert not hasattr(model.lr_schedule, "start_step")  # the user's schedule is back after training
+
+
+@pytest.mark.parametrize("parts, has_actor, has_critic", [("actor", True, False), ("critic", False, True)])
+def test_parts_selection(parts, has_actor, has_critic):
+    model = ddpg()
+    swa = SWACallback(start=0.5, parts=parts)
+    swa.init_callback(model)
+    names = swa.average.names
+    assert any(n.startswith("actor.") for n in names) == has_actor
+    assert any(n.startswith("critic.") for n in names) == has_critic
+
+
+def test_a2c_shared_trunk_goes_with_either_part():
+    model = a2c()
+    actor = SWACallback(parts="actor")
+    actor.init_callback(model)
+    assert any(n.startswith("action_net") for n in actor.average.names)
+    assert not any(n.startswith("value_net") for n in actor.average.names)
+    shared = A2C("MlpPolicy", "CartPole-v1", device="cpu", policy_kwargs=dict(share_features_extractor=True))
+    critic = SWACallback(parts="critic")
+    critic.init_callback(shared)
+    assert any(n.startswith("value_net") for n in critic.average.names)
+    assert not any(n.startswith("action_net") for n in critic.average.names)
+
+
+def test_cyclic_schedule_snapshots_at_cycle_ends():
+    model = a2c()
+    swa = SWACallback(start=0.5, swa_lr=1e-4, swa_lr_max=1e-3, cycle=4)
+    lrs = []
+    model.policy.optimizer.register_step_post_hook(lambda opt, a, k: lrs.append(opt.param_groups[0]["lr"]))
+    model.learn(500, callback=swa)
+    assert swa.average.n_averaged == 50 // 4
+    swa_phase = lrs[-50:]
+    assert swa_phase[3] == pytest.approx(1e-4) and swa_phase[4] == pytest.approx(1e-3 * 0.75 + 1e-4 * 0.25)
+
+
+def test_same_episodes_for_online_and_average():
+    model = ddpg()
+    # one snapshot, taken at the very last update: the average equals the live weights
+    swa = SWACallback(start=299, eval_env="Pendulum-v1", eval_freq=300, n_eval_episodes=2)
+    model.learn(300, callback=swa)
+    row = swa.evaluations[-1]
+    assert swa.average.n_averaged == 1
+    assert row["swa_mean_reward"] == row["online_mean_reward"]
+    assert row["distance"] == 0.0
+
+
+def test_policy_save_load_and_apply_round_trip(tmp_path):
+    model = a2c()
+    swa = SWACallback(start=0.5)
+    model.learn(300, callback=swa)
+    obs = np.stack([model.get_env().observation_space.sample() for _ in range(64)])
+    expected, _ = swa.policy.predict(obs, deterministic=True)
+    path = swa.policy.save(tmp_path / "swa.zip")
+    loaded = SWAPolicy.load(path)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
+    assert loaded.metadata["algorithm"] == "A2C" and loaded.metadata["n_averaged"] == swa.average.n_averaged
+    assert loaded.metadata["env_id"] == "CartPole-v1"
+    single, _ = loaded.predict(obs[0], deterministic=True)
+    assert single.shape == () and single == expected[0]
+    swa.apply()
+    model.save(tmp_path / "model.zip")
+    reloaded = A2C.load(tmp_path / "model.zip", device="cpu")
+    np.testing.assert_array_equal(reloaded.predict(obs, deterministic=True)[0], expected)
+
+
+def test_apply_at_end_and_evaluate_policy(tmp_path):
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = a2c()
+    swa = SWACallback(start=0.5, apply_at_end=True)
+    model.learn(300, callback=swa)
+    for name, p in model.policy.named_parameters():
+        assert torch.equal(p, swa.average.averages[name])
+    mean, _ = evaluate_policy(swa.policy, make_vec_env("CartPole-v1", n_envs=2, seed=0), n_eval_episodes=2, warn=False)
+    assert mean > 0
+
+
+def test_damaged_policy_files_name_the_file(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="bad.zip"):
+        SWAPolicy.load(bad)
+    model = a2c()
+    model.save(tmp_path / "plain.zip")
+    with pytest.raises(ValueError, match="not an SWAPolicy file"):
+        SWAPolicy.load(tmp_path / "plain.zip")
+
+
+def test_rl_zoo_style_yaml_callback():
+    spec = yaml.safe_load("callback:\n  - rl_swa.SWACallback: {start: 0.75, swa_lr: 0.0003, mode: ema, decay: 0.99}\n")
+    (entry,) = spec["callback"]
+    (path, kwargs), = entry.items()
+    module, name = path.rsplit(".", 1)
+    callback = getattr(importlib.import_module(module), name)(**kwargs)
+    assert isinstance(callback, SWACallback) and callback.start == 0.75 and callback.mode == "ema"
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"start": 1.5}, "start"),
+        ({"start": -3}, "start"),
+        ({"start": True}, "start"),
+        ({"update_every": 0}, "update_every"),
+        ({"mode": "mean"}, "mode"),
+        ({"mode": "ema", "decay": 1.0}, "decay"),
+        ({"parts": "trunk"}, "parts"),
+        ({"swa_lr": 0}, "swa_lr"),
+        ({"cycle": 4}, "swa_lr"),
+        ({"cycle": 0, "swa_lr": 1e-4}, "cycle"),
+        ({"swa_lr_max": 1e-3}, "swa_lr_max"),
+        ({"anneal_strategy": "step"}, "anneal_strategy"),
+        ({"eval_freq": 0}, "eval_freq"),
+        ({"eval_env": 3}, "eval_env"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=rf"{field}="):
+        SWACallback(**kwargs)
+
+
+def test_unsupported_algorithm_lists_supported():
+    model = DQN("MlpPolicy", "CartPole-v1", device="cpu")
+    with pytest.raises(ValueError, match="DQN is not supported.*A2C.*DDPG"):
+        model.learn(10, callback=SWACallback())
+
+
+def test_policy_before_any_snapshot_is_a_clear_error():
+    swa = SWACallback()
+    with pytest.raises(RuntimeError, match="no snapshot"):
+        swa.policy
