@@ -1,0 +1,60 @@
+"""Ready-made agents: A2C and DDPG built from a config, each with its SWA callback.
+
+Variants: ``baseline`` keeps the config's LR and an eval-only average of its own trajectory;
+``swa`` adds the config's SWA-phase LR schedule. Both average the same parts from the same start,
+so every run yields a paired online-vs-averaged comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from stable_baselines3 import A2C, DDPG
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.config import ExperimentConfig
+from rl_swa import SWACallback
+
+VARIANTS = ("baseline", "swa")
+OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "rmsprop": (RMSpropTFLike, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})}
+
+
+def build_a2c(cfg: ExperimentConfig, env: VecEnv, seed: int, tensorboard_log: str | None, hyperparams: dict) -> A2C:
+    opt_class, opt_kwargs = OPTIMIZERS[cfg.optimizer]
+    policy_kwargs = {"optimizer_class": opt_class, "optimizer_kwargs": opt_kwargs, **cfg.policy_kwargs}
+    return A2C(cfg.policy, env, seed=seed, device="auto", tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, **hyperparams)
+
+
+def build_ddpg(cfg: ExperimentConfig, env: VecEnv, seed: int, tensorboard_log: str | None, hyperparams: dict) -> DDPG:
+    n_actions = env.action_space.shape[-1]
+    noise = None if not cfg.action_noise else NormalActionNoise(np.zeros(n_actions), cfg.action_noise * np.ones(n_actions))
+    return DDPG(cfg.policy, env, seed=seed, device="auto", action_noise=noise, tensorboard_log=tensorboard_log, policy_kwargs=dict(cfg.policy_kwargs), **hyperparams)
+
+
+BUILDERS = {"a2c": build_a2c, "ddpg": build_ddpg}
+ALGORITHMS = {"a2c": A2C, "ddpg": DDPG}
+
+
+def build_model(cfg: ExperimentConfig, budget: str, env: VecEnv, seed: int, tensorboard_log: str | None = None) -> BaseAlgorithm:
+    """The config's algorithm with its hyperparameters (the budget's overrides applied)."""
+    return BUILDERS[cfg.algo](cfg, env, seed, tensorboard_log, cfg.hyperparams_for(budget))
+
+
+def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None, eval_freq: int, eval_episodes: int) -> SWACallback:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
+    s = cfg.swa
+    lr = {} if variant == "baseline" or s.swa_lr is None else {
+        "swa_lr": s.swa_lr, "anneal": s.anneal, "anneal_strategy": s.anneal_strategy, "cycle": s.cycle, "swa_lr_max": s.swa_lr_max,
+    }
+    every = s.update_every if variant == "baseline" or s.cycle is None else 1
+    if variant == "baseline" and s.cycle is not None:
+        every = s.cycle  # same snapshot cadence as the cyclic arm
+    return SWACallback(
+        start=s.start, update_every=every, mode=s.mode, decay=s.decay, parts=s.parts,
+        eval_env=eval_env, eval_freq=eval_freq, n_eval_episodes=eval_episodes, eval_seed=cfg.eval.seed,
+        deterministic=cfg.eval.deterministic, **lr,
+    )

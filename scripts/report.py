@@ -1,0 +1,318 @@
+"""Statistics and the results report of a compare grid.
+
+    python scripts/report.py runs/<experiment> [--out DIR] [--last-k 3] [--reps 2000]
+
+Reads every ``<env>/<variant>/seed<k>/`` (``result.json`` + ``eval.csv``) of one experiment and
+writes ``report.md``, ``runs.csv`` and a learning-curve PNG per env.
+
+Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
+over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
+across envs, IQM and probability of improvement with stratified-bootstrap CIs. (``rliable``
+does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+from scipy import stats
+
+# Atari: human-normalized scores, (random, human) per game (Mnih et al. 2015 / Badia et al. 2020).
+ATARI_REFERENCE = {
+    "Breakout": (1.7, 30.5), "Qbert": (163.9, 13455.0), "SpaceInvaders": (148.0, 1668.7), "Seaquest": (68.4, 42054.7),
+    "BeamRider": (363.9, 16926.5), "CrazyClimber": (10780.5, 35829.4), "Pong": (-20.7, 14.6),
+}
+# What each arm deploys: the baseline its online policy, the swa arm its averaged policy.
+ARMS = {
+    "baseline": ("baseline", "online_mean_reward"),
+    "baseline_avg": ("baseline", "swa_mean_reward"),
+    "swa_online": ("swa", "online_mean_reward"),
+    "swa": ("swa", "swa_mean_reward"),
+}
+ARM_LABELS = {
+    "baseline": "baseline (online)",
+    "baseline_avg": "baseline + eval-only average",
+    "swa_online": "swa arm, online weights",
+    "swa": "SWA (averaged policy)",
+}
+
+
+# ---------------------------------------------------------------------------- loading
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()})
+    return rows
+
+
+def load_runs(experiment_dir: str | Path) -> list[dict]:
+    """Every finished run (with result.json) under ``experiment_dir``."""
+    runs = []
+    for result in sorted(Path(experiment_dir).glob("*/*/seed*/result.json")):
+        if result.parent.parent.name == "prefix":
+            continue
+        info = json.loads(result.read_text())
+        info["curve"] = _read_csv(result.parent / "eval.csv") if (result.parent / "eval.csv").exists() else []
+        runs.append(info)
+    return runs
+
+
+def normalizer(env_id: str):
+    game = env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    if game in ATARI_REFERENCE:
+        lo, hi = ATARI_REFERENCE[game]
+        return (lambda x: (np.asarray(x) - lo) / (hi - lo)), "human-normalized"
+    return None, None
+
+
+# ---------------------------------------------------------------------------- statistics
+def bootstrap_ci(x, func=np.mean, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``func`` over the runs in ``x``."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(reps, len(x)))
+    values = np.array([func(x[i]) for i in idx])
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean over all runs x tasks (the middle 50%)."""
+    return float(stats.trim_mean(np.asarray(scores).reshape(-1), 0.25))
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) averaged over tasks, ties counting half (columns are tasks, rows runs)."""
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    per_task = []
+    for j in range(x.shape[1]):
+        a, b = x[:, j][:, None], y[:, j][None, :]
+        per_task.append(float(np.mean((a > b) + 0.5 * (a == b))))
+    return float(np.mean(per_task))
+
+
+def stratified_bootstrap_ci(func, *arrays: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """CI of ``func(*arrays)`` resampling runs independently within each task (column)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(reps):
+        resampled = []
+        for a in arrays:
+            n, k = a.shape
+            idx = rng.integers(0, n, size=(n, k))
+            resampled.append(np.take_along_axis(a, idx, axis=0))
+        values.append(func(*resampled))
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def stability(curve: list[dict], key: str, last_k: int) -> dict[str, float]:
+    """Mean and spread of the last K evaluations, and the drop from the best evaluation to the final one."""
+    values = np.array([r.get(key, np.nan) for r in curve], dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return {"last_k_mean": np.nan, "last_k_std": np.nan, "best_to_final_drop": np.nan}
+    tail = values[-last_k:]
+    return {"last_k_mean": float(tail.mean()), "last_k_std": float(tail.std()), "best_to_final_drop": float(values.max() - values[-1])}
+
+
+def arm_scores(runs: list[dict], env: str, arm: str) -> dict[int, float]:
+    variant, key = ARMS[arm]
+    out = {}
+    for r in runs:
+        if r["env"] == env and r["variant"] == variant and r["curve"]:
+            value = r["curve"][-1].get(key, np.nan)
+            if not np.isnan(value):
+                out[int(r["seed"])] = float(value)
+    return out
+
+
+def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
+    """All numbers of the report, as plain data (tested against hand-computed values)."""
+    envs = sorted({r["env"] for r in runs})
+    per_env = {}
+    for env in envs:
+        arms = {}
+        for arm in ARMS:
+            scores = arm_scores(runs, env, arm)
+            if not scores:
+                continue
+            x = np.array(list(scores.values()))
+            variant, key = ARMS[arm]
+            stab = [stability(r["curve"], key, last_k) for r in runs if r["env"] == env and r["variant"] == variant]
+            arms[arm] = {
+                "n": len(x), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else float("nan"),
+                "ci": bootstrap_ci(x, reps=reps), "scores": scores,
+                **{k: float(np.nanmean([s[k] for s in stab])) for k in ("last_k_mean", "last_k_std", "best_to_final_drop")},
+            }
+        paired = {}
+        for a, b in (("swa", "baseline"), ("baseline_avg", "baseline"), ("swa", "swa_online")):
+            if a in arms and b in arms:
+                seeds = sorted(set(arms[a]["scores"]) & set(arms[b]["scores"]))
+                d = np.array([arms[a]["scores"][s] - arms[b]["scores"][s] for s in seeds])
+                if len(d):
+                    paired[f"{a} - {b}"] = {"n": len(d), "mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps), "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
+        per_env[env] = {"arms": arms, "paired": paired}
+    aggregate = _aggregate(per_env, reps)
+    return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
+
+
+def _matrix(per_env: dict, arm: str, envs: list[str], normalize: bool) -> np.ndarray | None:
+    cols = []
+    for env in envs:
+        arm_data = per_env[env]["arms"].get(arm)
+        if arm_data is None:
+            return None
+        x = np.array([arm_data["scores"][s] for s in sorted(arm_data["scores"])])
+        fn, _ = normalizer(env)
+        cols.append(fn(x) if (normalize and fn) else x)
+    n = min(len(c) for c in cols)
+    return np.stack([c[:n] for c in cols], axis=1)
+
+
+def _aggregate(per_env: dict, reps: int) -> dict:
+    envs = list(per_env)
+    out = {}
+    swa, base = _matrix(per_env, "swa", envs, True), _matrix(per_env, "baseline", envs, True)
+    if swa is None or base is None or len(swa) < 2:
+        return out
+    out["probability_of_improvement"] = {"value": probability_of_improvement(swa, base), "ci": stratified_bootstrap_ci(probability_of_improvement, swa, base, reps=reps)}
+    all_atari = all(normalizer(e)[0] is not None for e in envs)
+    if all_atari or len(envs) == 1:
+        label = "human-normalized" if all_atari else "raw score"
+        for arm, m in (("swa", swa), ("baseline", base)):
+            out[f"iqm_{arm}"] = {"value": iqm(m), "ci": stratified_bootstrap_ci(iqm, m, reps=reps), "scale": label}
+    return out
+
+
+# ---------------------------------------------------------------------------- output
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3f}"
+
+
+def markdown(summary: dict, title: str) -> str:
+    lines = [f"# {title}", ""]
+    lines.append(
+        "Final score = mean return of the last evaluation (same evaluation episodes for every policy). "
+        "CI: 95% percentile bootstrap over seeds. Paired differences are taken per seed; the two arms "
+        "of a seed continue from the same prefix checkpoint."
+    )
+    lines.append("")
+    for env in summary["envs"]:
+        data = summary["per_env"][env]
+        lines += [f"## {env}", "", f"| policy | seeds | final mean ± std | 95% CI | last-{summary['last_k']} mean | last-{summary['last_k']} spread | best→final drop |", "|---|---|---|---|---|---|---|"]
+        for arm, a in data["arms"].items():
+            lines.append(f"| {ARM_LABELS[arm]} | {a['n']} | {_fmt(a['mean'])} ± {_fmt(a['std'])} | [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}] | {_fmt(a['last_k_mean'])} | {_fmt(a['last_k_std'])} | {_fmt(a['best_to_final_drop'])} |")
+        lines += ["", "| paired difference | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
+        for name, p in data["paired"].items():
+            lines.append(f"| {name} | {p['n']} | {_fmt(p['mean'])} | [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] | {p['wins']} / {p['ties']} |")
+        lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
+    agg = summary["aggregate"]
+    if agg:
+        lines += ["## Aggregate over envs (stratified bootstrap, 95% CI)", ""]
+        for name, a in agg.items():
+            scale = f" ({a['scale']})" if "scale" in a else ""
+            lines.append(f"- {name}{scale}: {_fmt(a['value'])} [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}]")
+        lines.append("")
+    lines.append(_verdict(summary))
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(summary: dict) -> str:
+    out = ["## Verdict", ""]
+    for env in summary["envs"]:
+        p = summary["per_env"][env]["paired"].get("swa - baseline")
+        if not p:
+            continue
+        lo, hi = p["ci"]
+        if lo > 0:
+            word = "SWA beat the baseline"
+        elif hi < 0:
+            word = "SWA lost to the baseline"
+        else:
+            word = "no clear difference (the CI covers 0)"
+        out.append(f"- {env}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds.")
+    return "\n".join(out)
+
+
+def runs_csv(runs: list[dict]) -> str:
+    keys = ["env", "variant", "seed", "budget", "timesteps", "final_online", "final_swa", "n_averaged", "skipped", "fork_step", "wall_s", "steps_per_s"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(runs)
+    return buf.getvalue()
+
+
+def plot_curves(runs: list[dict], env: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm, color in (("baseline", "tab:blue"), ("swa_online", "tab:orange"), ("swa", "tab:green"), ("baseline_avg", "tab:gray")):
+        variant, key = ARMS[arm]
+        curves = [r["curve"] for r in runs if r["env"] == env and r["variant"] == variant and r["curve"]]
+        if not curves:
+            continue
+        steps = sorted({row["step"] for c in curves for row in c if not np.isnan(row.get(key, np.nan))})
+        if not steps:
+            continue
+        table = np.full((len(curves), len(steps)), np.nan)
+        for i, c in enumerate(curves):
+            for row in c:
+                if row["step"] in steps:
+                    table[i, steps.index(row["step"])] = row.get(key, np.nan)
+        mean = np.nanmean(table, axis=0)
+        ci = np.array([bootstrap_ci(col[~np.isnan(col)], reps=500) if (~np.isnan(col)).sum() > 1 else (m, m) for col, m in zip(table.T, mean)])
+        ax.plot(steps, mean, label=ARM_LABELS[arm], color=color)
+        ax.fill_between(steps, ci[:, 0], ci[:, 1], color=color, alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(env)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, last_k: int = 3, reps: int = 2000) -> Path:
+    experiment_dir = Path(experiment_dir)
+    out = Path(out_dir) if out_dir else experiment_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(experiment_dir)
+    if not runs:
+        raise FileNotFoundError(f"{experiment_dir}: no finished runs (no */*/seed*/result.json)")
+    summary = summarize(runs, last_k, reps)
+    for env in summary["envs"]:
+        plot_curves(runs, env, out / f"curves_{env.replace('/', '_')}.png")
+    (out / "runs.csv").write_text(runs_csv(runs))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "report.md").write_text(markdown(summary, f"Results: {experiment_dir.name}"))
+    return out / "report.md"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment_dir")
+    p.add_argument("--out", default=None)
+    p.add_argument("--last-k", type=int, default=3)
+    p.add_argument("--reps", type=int, default=2000)
+    args = p.parse_args()
+    print(write_report(args.experiment_dir, args.out, args.last_k, args.reps))
+
+
+if __name__ == "__main__":
+    main()
