@@ -1,0 +1,73 @@
+"""Report statistics on synthetic run directories, checked against hand-computed values."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from scripts.report import (
+    bootstrap_ci,
+    iqm,
+    load_runs,
+    probability_of_improvement,
+    stability,
+    summarize,
+    write_report,
+)
+
+
+def _write_run(root, env, variant, seed, curve):
+    d = root / env / variant / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"env": env, "variant": variant, "seed": seed}))
+    with open(d / "eval.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "online_mean_reward", "swa_mean_reward"])
+        w.writeheader()
+        for step, online, swa in curve:
+            w.writerow({"step": step, "online_mean_reward": online, "swa_mean_reward": "" if swa is None else swa})
+
+
+@pytest.fixture
+def grid(tmp_path):
+    # baseline final online: 10, 20, 30; swa final averaged: 15, 20, 40 -> paired diffs 5, 0, 10
+    for seed, (b, s) in enumerate([(10, 15), (20, 20), (30, 40)]):
+        _write_run(tmp_path, "Toy-v0", "baseline", seed, [(1, 50, None), (2, 40, 35), (3, b, b + 1)])
+        _write_run(tmp_path, "Toy-v0", "swa", seed, [(1, 50, None), (2, 45, 30), (3, s - 2, s)])
+    return tmp_path
+
+
+def test_summary_matches_hand_computed(grid):
+    summary = summarize(load_runs(grid), last_k=2, reps=500)
+    env = summary["per_env"]["Toy-v0"]
+    base, swa = env["arms"]["baseline"], env["arms"]["swa"]
+    assert base["mean"] == pytest.approx(20.0) and base["std"] == pytest.approx(10.0)
+    assert swa["mean"] == pytest.approx(25.0)
+    paired = env["paired"]["swa - baseline"]
+    assert paired["mean"] == pytest.approx(5.0) and paired["wins"] == 2 and paired["ties"] == 1
+    lo, hi = paired["ci"]
+    assert 0.0 <= lo <= 5.0 <= hi <= 10.0
+    # stability of the baseline's online curve: last 2 of (50, 40, b): mean (40 + b) / 2, drop 50 - b
+    assert base["last_k_mean"] == pytest.approx(np.mean([(40 + b) / 2 for b in (10, 20, 30)]))
+    assert base["best_to_final_drop"] == pytest.approx(np.mean([50 - b for b in (10, 20, 30)]))
+    # one env, three seeds: P(swa > baseline) over the 3 x 3 pairs (ties count half)
+    pairs = [(s > b) + 0.5 * (s == b) for s in (15, 20, 40) for b in (10, 20, 30)]
+    assert summary["aggregate"]["probability_of_improvement"]["value"] == pytest.approx(np.mean(pairs))
+
+
+def test_estimators_by_hand():
+    assert iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100])) == pytest.approx(np.mean([3, 4, 5, 6]))
+    assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx((1 + 0 + 1 + 0.5) / 4)
+    lo, hi = bootstrap_ci([1.0, 1.0, 1.0])
+    assert lo == hi == 1.0
+    s = stability([{"online_mean_reward": v} for v in (1, 5, 3, 4)], "online_mean_reward", 2)
+    assert s == {"last_k_mean": 3.5, "last_k_std": 0.5, "best_to_final_drop": 1.0}
+
+
+def test_write_report_files(grid, tmp_path):
+    out = tmp_path / "report"
+    path = write_report(grid, out, last_k=2, reps=200)
+    text = path.read_text()
+    assert "Toy-v0" in text and "| swa - baseline | 3 | 5.000 |" in text
+    assert (out / "runs.csv").read_text().count("\n") == 7
+    assert (out / "curves_Toy-v0.png").exists()

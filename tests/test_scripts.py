@@ -1,0 +1,78 @@
+"""The scripts as a user runs them: subprocesses on smoke budgets (seconds each)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CARTPOLE = str(ROOT / "configs/classic/cartpole_a2c.yaml")
+PENDULUM = str(ROOT / "configs/classic/pendulum_ddpg.yaml")
+
+
+def script(name, *args, cwd=None):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--set", "swa.start=1.5"], "swa.start"),
+        (["--set", "swa.bogus=1"], "swa.bogus: unknown key"),
+        (["--set", "n_envs=many"], "n_envs"),
+        (["--set", "envs=[NoSuchEnv-v0]", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+        (["--budget", "huge"], "--budget"),
+        (["--variant", "fancy"], "--variant"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, field):
+    out = tmp_path / "runs"
+    proc = script("train.py", CARTPOLE, "--budget", "smoke", "--out", out, "--no-progress", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert field in lines[0]
+    assert not out.exists() or not any(out.rglob("*.json"))
+
+
+def test_missing_config_file(tmp_path):
+    proc = script("train.py", tmp_path / "nope.yaml")
+    assert proc.returncode == 2 and "no such config file" in proc.stderr
+
+
+def test_train_writes_run_directory_and_refuses_overwrite(tmp_path):
+    proc = script("train.py", CARTPOLE, "--budget", "smoke", "--seed", "3", "--out", tmp_path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "classic_cartpole_a2c/CartPole-v1/swa/seed3"
+    for name in ("config.yaml", "command.txt", "eval.csv", "model.zip", "swa_policy.zip", "result.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    result = json.loads((run / "result.json").read_text())
+    assert result["timesteps"] == 2000 and result["n_averaged"] > 0 and result["final_swa"] is not None
+    assert "--seed 3" in (run / "command.txt").read_text()
+    again = script("train.py", CARTPOLE, "--budget", "smoke", "--seed", "3", "--out", tmp_path, "--no-progress")
+    assert again.returncode == 2 and "exists" in again.stderr
+    ev = script("evaluate.py", run / "swa_policy.zip", "--episodes", "2")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["episodes"] == 2
+
+
+def test_compare_forks_pairs_resumes_and_reports(tmp_path):
+    proc = script("compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--jobs", "2", "--out", tmp_path, "--reps", "100")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    exp = tmp_path / "classic_pendulum_ddpg"
+    for seed in (0, 1):
+        base = json.loads((exp / f"Pendulum-v1/baseline/seed{seed}/result.json").read_text())
+        swa = json.loads((exp / f"Pendulum-v1/swa/seed{seed}/result.json").read_text())
+        # identical weights at the fork, for both arms
+        assert base["fork_digest"] == swa["fork_digest"] is not None
+        assert base["fork_step"] == swa["fork_step"] == 300
+    report = (exp / "report/report.md").read_text()
+    assert "## Pendulum-v1" in report and "swa - baseline" in report
+    assert (exp / "report/curves_Pendulum-v1.png").stat().st_size > 1000
+    mtime = (exp / "Pendulum-v1/swa/seed0/result.json").stat().st_mtime
+    again = script("compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--out", tmp_path, "--reps", "100")
+    assert again.returncode == 0 and "0 runs to do, 4 already finished" in again.stdout
+    assert (exp / "Pendulum-v1/swa/seed0/result.json").stat().st_mtime == mtime
