@@ -232,7 +232,8 @@ class SWACallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        self.logger.record("swa/n_updates", self.average.n_updates)
+        if self.average.on_host:  # on an accelerator n_averaged would sync: logged at evaluation
+            self.logger.record("swa/n_averaged", self.average.n_averaged)
         self.logger.record("swa/lr", clock_optimizer(self.model).param_groups[0]["lr"])
 
     def _on_training_end(self) -> None:
