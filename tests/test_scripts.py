@@ -76,3 +76,11 @@ def test_compare_forks_pairs_resumes_and_reports(tmp_path):
     again = script("compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--out", tmp_path, "--reps", "100")
     assert again.returncode == 0 and "0 runs to do, 4 already finished" in again.stdout
     assert (exp / "Pendulum-v1/swa/seed0/result.json").stat().st_mtime == mtime
+
+
+def test_mujoco_hopper_smoke(tmp_path):
+    pytest.importorskip("mujoco")
+    proc = script("train.py", ROOT / "configs/mujoco/ddpg.yaml", "--env", "Hopper-v5", "--budget", "smoke", "--out", tmp_path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["env"] == "Hopper-v5" and result["n_averaged"] == 75  # updates after step 225 of 300
