@@ -27,6 +27,7 @@ class Budget(_Strict):
     eval_freq: int = Field(gt=0, description="evaluate every this many env steps")
     eval_episodes: int = Field(gt=0, description="episodes per evaluation")
     hyperparams: dict[str, Any] = Field(default_factory=dict, description="overrides of the config's hyperparams")
+    checkpoint_every: int | None = Field(None, gt=0, description="env steps between checkpoints (default max(eval_freq, timesteps/10))")
 
 
 class SWASettings(_Strict):

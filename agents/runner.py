@@ -9,26 +9,22 @@ atomically at the very end, ``result.json``. A forked pair shares a prefix run i
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
-import pickle
-import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 
+from agents import checkpoint
+from agents.files import atomic_write
 from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
@@ -50,21 +46,6 @@ def run_dir(root: str | Path, cfg: ExperimentConfig, env_id: str, variant: str, 
     return Path(root) / cfg.experiment / env_slug(env_id) / variant / f"seed{seed}"
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write via a temp file in the same folder + rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_custom_scalars(experiment_dir: Path) -> None:
     """A TensorBoard custom-scalars layout overlaying online and averaged evaluation reward."""
     from torch.utils.tensorboard import SummaryWriter
@@ -74,35 +55,6 @@ def write_custom_scalars(experiment_dir: Path) -> None:
         return
     with SummaryWriter(str(layout_dir)) as writer:
         writer.add_custom_scalars(CUSTOM_SCALARS)
-
-
-def weights_digest(model) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(model.policy.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class _StopAt(BaseCallback):
-    """Stops training once ``num_timesteps`` reaches ``step`` (the fork point)."""
-
-    def __init__(self, step: int):
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        return self.num_timesteps < self.step
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def _prepare_dir(path: Path, overwrite: bool) -> None:
@@ -117,18 +69,32 @@ def _resolved(cfg: ExperimentConfig, **extra) -> str:
     return yaml.safe_dump({**extra, "config": cfg.model_dump(mode="json")}, sort_keys=False)
 
 
-def _envs(cfg, env_id, seed, budget):
+def _envs(cfg, env_id, seed):
     env = make_env(cfg, env_id, cfg.n_envs, seed, training=True)
     eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
     return env, eval_env
 
 
+class Interrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
+
+    def __init__(self, path: Path, step: int, checkpoint: Path):
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}")
+        self.path, self.step, self.checkpoint = path, step, checkpoint
+
+
+def _checkpoint_every(cfg: ExperimentConfig, budget: str) -> int:
+    b = cfg.budget(budget)
+    return b.checkpoint_every or max(b.eval_freq, b.timesteps // 10)
+
+
 def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, root: str | Path, command: str = "") -> Path:
     """Train up to the SWA start once; the checkpoint both arms of a forked pair continue from."""
     path = run_dir(root, cfg, env_id, "prefix", seed)
-    ckpt = path / "prefix.pkl"
-    if ckpt.exists():
-        return ckpt
+    final = path / "prefix.ckpt"
+    if final.exists():
+        checkpoint.read(final)  # damaged -> CheckpointError naming the file
+        return final
     b = cfg.budget(budget)
     if path.exists():
         shutil.rmtree(path)  # an unfinished prefix: start it again
@@ -136,26 +102,18 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
     atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant="prefix", seed=seed, budget=budget))
     atomic_write(path / "command.txt", command + "\n")
     set_random_seed(seed)
-    env, eval_env = _envs(cfg, env_id, seed, budget)
+    env, eval_env = _envs(cfg, env_id, seed)
     model = build_model(cfg, budget, env, seed)
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
-    start_step = resolve_steps("start", cfg.swa.start, b.timesteps)
     swa = build_callback(cfg, "baseline", eval_env, b.eval_freq, b.eval_episodes)
-    model.learn(b.timesteps, callback=CallbackList([swa, _StopAt(start_step)]))
-    buf = io.BytesIO()
-    model.save(buf)
-    state = {
-        "model_zip": buf.getvalue(),
-        "replay_buffer": pickle.dumps(model.replay_buffer) if isinstance(model, OffPolicyAlgorithm) else None,
-        "rng": _rng_state(),
-        "callback": swa.state_dict(),
-        "num_timesteps": int(model.num_timesteps),
-        "digest": weights_digest(model),
-    }
-    atomic_write(ckpt, pickle.dumps(state))
+    stop = checkpoint.Checkpointer(path / "ckpt", None, env, swa, stop_at=resolve_steps("start", cfg.swa.start, b.timesteps), keep=1)
+    model.learn(b.timesteps, callback=CallbackList([swa, stop]))
+    if stop.last_path is None:
+        raise RuntimeError(f"{path}: training ended before the SWA start; no prefix checkpoint")
+    os.replace(stop.last_path, final)
     env.close()
     eval_env.close()
-    return ckpt
+    return final
 
 
 def run(
@@ -169,41 +127,62 @@ def run(
     overwrite: bool = False,
     fork: bool = False,
     progress: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train one run and write its directory; return the result (also in ``result.json``)."""
+    """Train one run and write its directory; return the result (also in ``result.json``).
+
+    ``resume=True`` continues the run directory from its newest readable checkpoint (from the
+    start if it has none). On SIGINT/SIGTERM a checkpoint is written and ``Interrupted`` raised.
+    """
     if variant not in VARIANTS:
         raise ConfigError(f"--variant: {variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
     b = cfg.budget(budget)
     path = run_dir(root, cfg, env_id, variant, seed)
     make_env(cfg, env_id, 1, 0, training=False).close()  # bad env id / missing ROMs: fail before writing
-    prefix = train_prefix(cfg, env_id, seed, budget, root, command) if fork else None
-    _prepare_dir(path, overwrite)
-    write_custom_scalars(Path(root) / cfg.experiment)
-    atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant=variant, seed=seed, budget=budget, fork=fork,
-                                                 seeding={"train": seed, "eval": cfg.eval.seed}))
-    atomic_write(path / "command.txt", command + "\n")
+    found = checkpoint.latest(path / "ckpt") if resume else None
+    prefix = None
+    if found is None:
+        prefix = train_prefix(cfg, env_id, seed, budget, root, command) if fork else None
+        if not resume:
+            _prepare_dir(path, overwrite)
+        write_custom_scalars(Path(root) / cfg.experiment)
+        atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant=variant, seed=seed, budget=budget, fork=fork,
+                                                     seeding={"train": seed, "eval": cfg.eval.seed}))
+        atomic_write(path / "command.txt", command + "\n")
+    else:
+        atomic_write(path / "command.txt", (path / "command.txt").read_text() + command + "\n")
 
     t0 = time.time()
-    set_random_seed(seed)
-    env, eval_env = _envs(cfg, env_id, seed, budget)
+    eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
     swa = build_callback(cfg, variant, eval_env, b.eval_freq, b.eval_episodes)
-    fork_digest = None
-    if prefix is None:
+    source = found[1] if found else (checkpoint.read(prefix) if prefix else None)
+    if source is None:
+        set_random_seed(seed)
+        env = make_env(cfg, env_id, cfg.n_envs, seed, training=True)
         model = build_model(cfg, budget, env, seed)
     else:
-        state = pickle.loads(prefix.read_bytes())
-        model = ALGORITHMS[cfg.algo].load(io.BytesIO(state["model_zip"]), env=env, device="auto")
-        if state["replay_buffer"] is not None:
-            model.replay_buffer = pickle.loads(state["replay_buffer"])
-        fork_digest = weights_digest(model)
-        if fork_digest != state["digest"]:
-            raise RuntimeError(f"{prefix}: the loaded prefix weights differ from those saved")
-        _set_rng_state(state["rng"])
+        model, env = checkpoint.restore(ALGORITHMS[cfg.algo], source, lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True))
         swa.init_callback(model)
-        swa.load_state_dict(state["callback"])
+        swa.load_state_dict(source["callback"])
+        if found:
+            print(f"resuming {path} from {found[0].name} (step {source['num_timesteps']})", flush=True)
+    fork_step = source["num_timesteps"] if prefix else None
+    fork_digest = source["digest"] if prefix else None
+    if found:  # keep what the first start recorded about its fork
+        previous = yaml.safe_load((path / "config.yaml").read_text())
+        fork_step, fork_digest = previous.get("fork_step"), previous.get("fork_digest")
+    elif prefix:
+        data = yaml.safe_load((path / "config.yaml").read_text())
+        atomic_write(path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False))
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
+    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa)
     start_steps = int(model.num_timesteps)
-    model.learn(b.timesteps - start_steps, callback=swa, reset_num_timesteps=prefix is None, progress_bar=progress)
+    with checkpoint.signals_to(saver):
+        model.learn(b.timesteps - start_steps, callback=CallbackList([swa, saver]), reset_num_timesteps=source is None, progress_bar=progress)
+    if saver.interrupted:
+        env.close()
+        eval_env.close()
+        raise Interrupted(path, saver.last_step, saver.last_path)
     wall = time.time() - t0
 
     model.save(path / "model.zip")
@@ -219,9 +198,9 @@ def run(
     final = rows[-1] if rows else {}
     result = {
         "experiment": cfg.experiment, "env": env_id, "variant": variant, "seed": seed, "budget": budget,
-        "timesteps": int(model.num_timesteps), "fork": fork, "fork_step": start_steps if prefix else None,
-        "fork_digest": fork_digest, "final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"),
-        "n_averaged": swa.average.n_averaged, "skipped": swa.average.n_skipped,
+        "timesteps": int(model.num_timesteps), "fork": fork, "fork_step": fork_step, "fork_digest": fork_digest,
+        "final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"),
+        "n_averaged": swa.average.n_averaged, "skipped": swa.average.n_skipped, "resumed_from": int(source["num_timesteps"]) if found else None,
         "wall_s": round(wall, 1), "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
         "device": str(model.device), "torch": torch.__version__,
     }

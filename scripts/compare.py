@@ -2,7 +2,7 @@
 
     python scripts/compare.py configs/classic/cartpole_a2c.yaml --budget short --seeds 5 --jobs 2
 
-Forked pairs by default: per (env, seed) the prefix up to the SWA start is trained once, then both
+Unfinished runs continue from their newest checkpoint. Forked pairs by default: per (env, seed) the prefix up to the SWA start is trained once, then both
 arms continue from its checkpoint (``--no-fork`` trains each arm from scratch). Finished runs
 (with ``result.json``) are skipped, so an interrupted grid resumes where it stopped. A failing
 run is reported and the others go on.
@@ -43,8 +43,8 @@ def _run_job(config, overrides, env_id, variant, seed, budget, root, command, fo
 
     cfg = load_config(config, overrides)
     path = run_dir(root, cfg, env_id, variant, seed)
-    # an unfinished run (no result.json) is started again
-    return run(cfg, env_id, variant, seed, budget, root, command, overwrite=path.exists(), fork=fork)
+    # an unfinished run (no result.json) continues from its newest checkpoint
+    return run(cfg, env_id, variant, seed, budget, root, command, fork=fork, resume=(path / "config.yaml").exists())
 
 
 def _pool(jobs: int, tasks: list[tuple], fn, label) -> list[str]:

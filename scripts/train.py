@@ -2,6 +2,9 @@
 
     python scripts/train.py configs/classic/cartpole_a2c.yaml --variant swa --seed 0 --budget short
     python scripts/train.py configs/mujoco/ddpg.yaml --env Hopper-v5 --variant baseline --seed 1 --fork
+    python scripts/train.py --resume runs/classic_cartpole_a2c/CartPole-v1/swa/seed0
+
+SIGINT/SIGTERM: the run writes a checkpoint, exits with code 3 and says how to resume.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
+import yaml
 
 from agents.builders import VARIANTS
-from agents.config import ConfigError, load_config
-from agents.runner import run
+from agents.config import ConfigError, load_config, parse_config
+from agents.runner import Interrupted, run
 from scripts._cli import command_line, guarded
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML experiment config")
+    p.add_argument("config", nargs="?", help="YAML experiment config")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run directory from its newest checkpoint")
     p.add_argument("--env", default=None, help="env id (default: the config's first env)")
     p.add_argument("--variant", default="swa", help=f"one of {', '.join(VARIANTS)}")
     p.add_argument("--seed", type=int, default=0)
@@ -41,6 +46,11 @@ def parser() -> argparse.ArgumentParser:
 @guarded
 def main() -> int:
     args = parser().parse_args()
+    torch.set_num_threads(max(1, args.threads))
+    if args.resume:
+        return resume(args)
+    if not args.config:
+        raise ConfigError("config: give a YAML config, or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
     env_id = args.env or cfg.envs[0]
     if env_id not in cfg.envs:
@@ -48,10 +58,34 @@ def main() -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed: {args.seed} is not allowed; use an int >= 0")
     cfg.budget(args.budget)
-    torch.set_num_threads(max(1, args.threads))
-    result = run(cfg, env_id, args.variant, args.seed, args.budget, args.out, command_line(), args.overwrite, args.fork, progress=not args.no_progress)
+    return _train(cfg, env_id, args.variant, args.seed, args.budget, args.out, args.overwrite, args.fork, not args.no_progress, False)
+
+
+def _train(cfg, env_id, variant, seed, budget, out, overwrite, fork, progress, resume_run) -> int:
+    try:
+        result = run(cfg, env_id, variant, seed, budget, out, command_line(), overwrite, fork, progress=progress, resume=resume_run)
+    except Interrupted as stop:
+        print(f"interrupted at step {stop.step}: checkpoint {stop.checkpoint}; resume with: "
+              f"python scripts/train.py --resume {stop.path}", file=sys.stderr)
+        return 3
     print(json.dumps(result))
     return 0
+
+
+def resume(args) -> int:
+    path = Path(args.resume)
+    saved = path / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--resume {path}: not a run directory (no config.yaml)")
+    if (path / "result.json").exists():
+        raise ConfigError(f"--resume {path}: this run is finished (result.json exists)")
+    meta = yaml.safe_load(saved.read_text())
+    if meta.get("variant") not in VARIANTS:
+        raise ConfigError(f"--resume {path}: not a baseline/swa run directory")
+    cfg = parse_config(meta["config"], str(saved))
+    # runs/<experiment>/<env>/<variant>/seed<k> -> the root is four levels up
+    root = path.resolve().parents[3]
+    return _train(cfg, meta["env"], meta["variant"], int(meta["seed"]), meta["budget"], root, False, bool(meta.get("fork")), not args.no_progress, True)
 
 
 if __name__ == "__main__":

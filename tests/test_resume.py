@@ -1,0 +1,93 @@
+"""Interrupted runs resume exactly: kill a run (SIGTERM, SIGKILL), resume it, compare with its twin."""
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents import checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {
+    "a2c": (ROOT / "configs/classic/cartpole_a2c.yaml", ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000", "budgets.smoke.eval_freq=4000"]),
+    "ddpg": (ROOT / "configs/classic/pendulum_ddpg.yaml", ["budgets.smoke.timesteps=900", "budgets.smoke.checkpoint_every=200", "budgets.smoke.eval_freq=300"]),
+}
+
+
+def _cmd(config, overrides, out):
+    sets = [a for o in overrides for a in ("--set", o)]
+    return [sys.executable, str(ROOT / "scripts/train.py"), str(config), "--budget", "smoke", "--out", str(out), "--no-progress", *sets]
+
+
+def _weights(run):
+    with zipfile.ZipFile(run / "model.zip") as z:
+        return torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True)
+
+
+def _run_dir(out):
+    (run,) = Path(out).glob("*/*/swa/seed0")
+    return run
+
+
+def _interrupt(config, overrides, out, sig):
+    proc = subprocess.Popen(_cmd(config, overrides, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(Path(out).glob("*/*/swa/seed0/ckpt/*.ckpt")):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("algo, sig", [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL)])
+def test_killed_run_resumes_to_its_uninterrupted_twin(tmp_path, algo, sig):
+    config, overrides = CASES[algo]
+    twin = subprocess.run(_cmd(config, overrides, tmp_path / "twin"), capture_output=True, text=True, timeout=300)
+    assert twin.returncode == 0, twin.stderr
+    code, err = _interrupt(config, overrides, tmp_path / "cut", sig)
+    run = _run_dir(tmp_path / "cut")
+    assert not (run / "result.json").exists()
+    if sig == signal.SIGTERM:
+        assert code == 3 and "resume with: python scripts/train.py --resume" in err.strip().splitlines()[-1]
+    else:
+        assert code == -signal.SIGKILL
+    resumed = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["resumed_from"] is not None and result["resumed_from"] > 0
+    twin_run = _run_dir(tmp_path / "twin")
+    # bit-exact on CPU: weights, evaluation history and the averaged policy
+    a, b = _weights(twin_run), _weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (twin_run / "eval.csv").read_text() == (run / "eval.csv").read_text()
+    twin_result = json.loads((twin_run / "result.json").read_text())
+    for key in ("final_online", "final_swa", "n_averaged", "timesteps"):
+        assert twin_result[key] == result[key]
+
+
+def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path, capsys):
+    folder = tmp_path / "ckpt"
+    state = {"version": checkpoint.VERSION, "payload": 1}
+    checkpoint.write(folder / "step_100.ckpt", state)
+    checkpoint.write(folder / "step_200.ckpt", {**state, "payload": 2})
+    blob = (folder / "step_200.ckpt").read_bytes()
+    (folder / "step_200.ckpt").write_bytes(blob[: len(blob) // 2])  # half-written
+    path, loaded = checkpoint.latest(folder)
+    assert path.name == "step_100.ckpt" and loaded["payload"] == 1
+    assert "step_200.ckpt: truncated or corrupted" in capsys.readouterr().out
+    (folder / "junk.ckpt").write_bytes(b"x")
+    with pytest.raises(checkpoint.CheckpointError, match="not an rl-swa checkpoint"):
+        checkpoint.read(folder / "junk.ckpt")
+
+
+def test_resume_refuses_finished_or_foreign_dirs(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
