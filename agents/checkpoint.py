@@ -33,7 +33,19 @@ from agents.config import ConfigError
 from agents.files import atomic_write
 
 MAGIC = b"RLSWA-CKPT-1\n"
+DIVERGENCE_POLICIES = ("stop", "continue")
 VERSION = 1
+
+
+class Divergence(RuntimeError):
+    """Raised out of ``learn()`` when the weights hold NaN/Inf and ``on_divergence="stop"``.
+
+    Raised at the rollout boundary, before the next action is computed from broken weights (SB3
+    itself would fail there with a distribution error, or act with NaN)."""
+
+    def __init__(self, step: int):
+        super().__init__(f"weights hold NaN/Inf at step {step}")
+        self.step = step
 
 
 class CheckpointError(ConfigError):
@@ -123,10 +135,12 @@ class Checkpointer(BaseCallback):
     """Writes a checkpoint every ``every`` env steps, at ``stop_at``, and when SIGINT/SIGTERM arrives.
 
     After a checkpoint taken for ``stop_at`` or a signal, training stops (``interrupted`` is set
-    for a signal). Keeps the newest ``keep`` files.
+    for a signal). Keeps the newest ``keep`` files. Weights holding NaN/Inf are never saved:
+    ``on_divergence="stop"`` ends training (``diverged_at`` set; the last good checkpoint stays),
+    ``"continue"`` goes on and saves again once the weights are finite.
     """
 
-    def __init__(self, folder: Path, every: int | None, env: VecEnv, swa=None, stop_at: int | None = None, keep: int = 2):
+    def __init__(self, folder: Path, every: int | None, env: VecEnv, swa=None, stop_at: int | None = None, keep: int = 2, on_divergence: str = "stop"):
         super().__init__()
         self.folder = Path(folder)
         self.every = every
@@ -140,6 +154,10 @@ class Checkpointer(BaseCallback):
         self._next = None
         self.last_path: Path | None = None
         self.last_step: int | None = None
+        if on_divergence not in DIVERGENCE_POLICIES:
+            raise ValueError(f"on_divergence={on_divergence!r} is not supported; allowed: {', '.join(DIVERGENCE_POLICIES)}")
+        self.on_divergence = on_divergence
+        self.diverged_at: int | None = None
 
     def _on_training_start(self) -> None:
         if self.every:
@@ -148,7 +166,20 @@ class Checkpointer(BaseCallback):
     def request_stop(self, signum, frame) -> None:
         self.signal_received = signum
 
+    def _finite(self) -> bool:
+        params = [p for p in self.model.policy.parameters()]
+        return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
+
     def _on_rollout_start(self) -> None:
+        if self.diverged_at is None and not self._finite():
+            # NaN/Inf weights: never checkpointed; the SWA average already skips such snapshots.
+            self.diverged_at = int(self.num_timesteps)
+            if self.on_divergence == "stop":
+                raise Divergence(self.diverged_at)
+            print(f"warning: weights hold NaN/Inf at step {self.diverged_at}; going on (on_divergence=continue), "
+                  "checkpoints paused until they are finite again", flush=True)
+        if self.diverged_at is not None and self.on_divergence == "continue" and not self._finite():
+            return
         reached_stop = self.stop_at is not None and self.num_timesteps >= self.stop_at
         due = self._next is not None and self.num_timesteps >= self._next
         if not (due or reached_stop or self.signal_received):

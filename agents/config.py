@@ -71,6 +71,7 @@ class ExperimentConfig(_Strict):
     sticky_actions: float = Field(0.0, ge=0, le=1, description="Atari: repeat_action_probability")
     frame_stack: int = Field(4, ge=1)
     budgets: dict[str, Budget]
+    on_divergence: Literal["stop", "continue"] = Field("stop", description="NaN/Inf weights: stop keeping the last good checkpoint, or go on")
     swa: SWASettings = SWASettings()
     eval: EvalSettings = EvalSettings()
 

@@ -75,6 +75,14 @@ def _envs(cfg, env_id, seed):
     return env, eval_env
 
 
+class Diverged(Exception):
+    """Training stopped because the weights went NaN/Inf (``on_divergence: stop``)."""
+
+    def __init__(self, path: Path, step: int, checkpoint: Path | None):
+        kept = f"last good checkpoint {checkpoint}" if checkpoint else "no checkpoint was written before"
+        super().__init__(f"{path}: weights hold NaN/Inf at step {step}; training stopped; {kept}")
+
+
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
 
@@ -175,10 +183,16 @@ def run(
         data = yaml.safe_load((path / "config.yaml").read_text())
         atomic_write(path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False))
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
-    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa)
+    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, on_divergence=cfg.on_divergence)
     start_steps = int(model.num_timesteps)
-    with checkpoint.signals_to(saver):
-        model.learn(b.timesteps - start_steps, callback=CallbackList([swa, saver]), reset_num_timesteps=source is None, progress_bar=progress)
+    try:
+        with checkpoint.signals_to(saver):
+            model.learn(b.timesteps - start_steps, callback=CallbackList([swa, saver]), reset_num_timesteps=source is None, progress_bar=progress)
+    except checkpoint.Divergence as exc:
+        env.close()
+        eval_env.close()
+        previous = checkpoint.checkpoints(path / "ckpt")
+        raise Diverged(path, exc.step, previous[0] if previous else None) from None
     if saver.interrupted:
         env.close()
         eval_env.close()

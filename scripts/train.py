@@ -5,6 +5,7 @@
     python scripts/train.py --resume runs/classic_cartpole_a2c/CartPole-v1/swa/seed0
 
 SIGINT/SIGTERM: the run writes a checkpoint, exits with code 3 and says how to resume.
+NaN/Inf weights with on_divergence=stop (the default): exit code 4, the last good checkpoint kept.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import yaml
 
 from agents.builders import VARIANTS
 from agents.config import ConfigError, load_config, parse_config
-from agents.runner import Interrupted, run
+from agents.runner import Diverged, Interrupted, run
 from scripts._cli import command_line, guarded
 
 
@@ -64,6 +65,9 @@ def main() -> int:
 def _train(cfg, env_id, variant, seed, budget, out, overwrite, fork, progress, resume_run) -> int:
     try:
         result = run(cfg, env_id, variant, seed, budget, out, command_line(), overwrite, fork, progress=progress, resume=resume_run)
+    except Diverged as exc:
+        print(f"diverged: {exc}", file=sys.stderr)
+        return 4
     except Interrupted as stop:
         print(f"interrupted at step {stop.step}: checkpoint {stop.checkpoint}; resume with: "
               f"python scripts/train.py --resume {stop.path}", file=sys.stderr)

@@ -91,3 +91,62 @@ def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path, capsys):
 def test_resume_refuses_finished_or_foreign_dirs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+class _Poison:
+    """Sets one weight to NaN inside ``train()`` (after an optimizer step) once past ``step``, as divergence does."""
+
+    def __new__(cls, step):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Poison(BaseCallback):
+            def _on_training_start(self):
+                params = list(self.model.policy.parameters())
+
+                def hook(optimizer, args, kwargs):
+                    if self.model.num_timesteps >= step:
+                        with torch.no_grad():
+                            params[0].view(-1)[0] = float("nan")
+
+                for opt in {id(p.optimizer): p.optimizer for p in self.model.policy.modules() if hasattr(p, "optimizer")}.values():
+                    opt.register_step_post_hook(hook)
+
+            def _on_step(self):
+                return True
+
+        return Poison()
+
+
+def test_divergence_stops_before_acting_and_is_never_checkpointed(tmp_path):
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from rl_swa import SWACallback
+
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    swa = SWACallback(start=100)
+    saver = checkpoint.Checkpointer(tmp_path, every=100, env=model.get_env(), swa=swa, on_divergence="stop")
+    with pytest.raises(checkpoint.Divergence, match="NaN/Inf at step 400"):
+        model.learn(1000, callback=CallbackList([swa, saver, _Poison(400)]))
+    saved = checkpoint.checkpoints(tmp_path)
+    assert [p.name for p in saved] == ["step_300.ckpt", "step_200.ckpt"]  # the state at 400 is already broken
+    state = checkpoint.read(saved[0])
+    assert all(torch.isfinite(t).all() for t in state["callback"]["average"]["averages"].values())
+    assert all(torch.isfinite(a).all() for a in swa.average.averages.values())
+
+
+def test_divergence_continue_keeps_going_with_clean_averages(tmp_path):
+    import numpy as np
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from rl_swa import SWACallback
+
+    model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    swa = SWACallback(start=100)
+    saver = checkpoint.Checkpointer(tmp_path, every=100, env=model.get_env(), swa=swa, on_divergence="continue")
+    model.learn(400, callback=CallbackList([swa, saver, _Poison(250)]))
+    assert model.num_timesteps == 400 and saver.diverged_at == 250
+    assert max(int(p.stem.split("_")[1]) for p in checkpoint.checkpoints(tmp_path)) == 200
+    assert swa.average.n_skipped > 0 and swa.average.n_averaged > 0
+    assert all(np.isfinite(a.numpy()).all() for a in swa.average.averages.values())
