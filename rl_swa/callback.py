@@ -125,7 +125,7 @@ class SWACallback(BaseCallback):
             raise _bad("update_every", update_every, "it must be an int >= 1")
         if mode not in MODES:
             raise _bad("mode", mode, f"allowed: {', '.join(MODES)}")
-        if mode == "ema" and not (_is_real(decay) and 0 < decay < 1):
+        if not (_is_real(decay) and 0 < decay < 1):
             raise _bad("decay", decay, "it must be a float in (0, 1)")
         if parts not in PARTS:
             raise _bad("parts", parts, f"allowed: {', '.join(PARTS)}")
