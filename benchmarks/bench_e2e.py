@@ -1,0 +1,76 @@
+"""End-to-end training throughput with and without SWACallback (snapshot every update, no evaluation).
+
+    python benchmarks/bench_e2e.py [--reps 3] [--json out.json]
+
+A2C CnnPolicy on ALE/Breakout-v5 (16 envs, n_steps 5, Adam) and DDPG on Hopper-v5 ([400, 300],
+batch 256). Both arms are built once; their timed ``learn()`` chunks are interleaved (A B B A ...)
+so drifts in machine load hit both alike. One torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from stable_baselines3 import A2C, DDPG
+from stable_baselines3.common.noise import NormalActionNoise
+
+from agents.config import load_config
+from agents.envs import make_env
+from rl_swa import SWACallback
+
+
+def a2c_breakout():
+    cfg = load_config("configs/atari/a2c.yaml")
+    env = make_env(cfg, "ALE/Breakout-v5", 16, 0, training=True)
+    return A2C("CnnPolicy", env, n_steps=5, seed=0, device="cpu", policy_kwargs=dict(optimizer_class=torch.optim.Adam)), 16 * 5 * 60
+
+
+def ddpg_hopper():
+    cfg = load_config("configs/mujoco/ddpg.yaml")
+    env = make_env(cfg, "Hopper-v5", 1, 0, training=True)
+    noise = NormalActionNoise(np.zeros(3), 0.1 * np.ones(3))
+    return DDPG("MlpPolicy", env, learning_starts=500, batch_size=256, seed=0, device="cpu", action_noise=noise, policy_kwargs=dict(net_arch=[400, 300])), 1000
+
+
+def bench(name, factory, reps):
+    arms = {}
+    for arm in ("plain", "swa"):
+        model, chunk = factory()
+        callback = SWACallback(start=0, update_every=1) if arm == "swa" else None
+        model.learn(chunk, callback=callback)  # warm-up (fills DDPG's learning_starts)
+        arms[arm] = (model, callback)
+    rates = {"plain": [], "swa": []}
+    order = ["plain", "swa"]
+    for rep in range(reps):
+        for arm in order if rep % 2 == 0 else order[::-1]:
+            model, callback = arms[arm]
+            t = time.perf_counter()
+            model.learn(chunk, callback=callback, reset_num_timesteps=False)
+            rates[arm].append(chunk / (time.perf_counter() - t))
+    ratios = np.array(rates["swa"]) / np.array(rates["plain"])
+    n_avg = arms["swa"][1].average.n_averaged
+    return {"bench": name, "plain_steps_per_s": rates["plain"], "swa_steps_per_s": rates["swa"], "ratio_mean": float(ratios.mean()),
+            "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()), "snapshots": n_avg}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = [bench("A2C Breakout 16 envs", a2c_breakout, args.reps), bench("DDPG Hopper-v5", ddpg_hopper, args.reps)]
+    for r in rows:
+        print(f"{r['bench']:<22} plain {np.mean(r['plain_steps_per_s']):7.1f} steps/s | with SWACallback {np.mean(r['swa_steps_per_s']):7.1f} steps/s | "
+              f"ratio {r['ratio_mean']:.3f} (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}) over {args.reps} paired chunks; {r['snapshots']} snapshots")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
