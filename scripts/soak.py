@@ -49,7 +49,8 @@ def main() -> int:
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
     p.add_argument("--out", default="/tmp/rl_swa_soak")
-    p.add_argument("--max-delay", type=float, default=4.0, help="seconds between a (re)start and its kill, at most")
+    p.add_argument("--min-delay", type=float, default=2.0, help="seconds between a (re)start and its kill, at least")
+    p.add_argument("--max-delay", type=float, default=12.0, help="seconds between a (re)start and its kill, at most (start-up takes ~3 s)")
     args = p.parse_args()
     rng = random.Random(args.seed)
     out = Path(args.out)
@@ -63,7 +64,7 @@ def main() -> int:
     while True:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if kills < args.kills:
-            delay = rng.uniform(0.2, args.max_delay)
+            delay = rng.uniform(args.min_delay, args.max_delay)
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
@@ -76,7 +77,7 @@ def main() -> int:
         if proc.returncode == 0:
             print(f"finished (exit 0) after {kills} kills")
             break
-        name = {-9: "SIGKILL", 3: "SIGTERM -> checkpoint, exit 3"}.get(proc.returncode, f"exit {proc.returncode}")
+        name = {-9: "SIGKILL", 3: "SIGTERM -> checkpoint, exit 3", -15: "SIGTERM before training started"}.get(proc.returncode, f"exit {proc.returncode}")
         print(f"kill {kills:2d}: {name}; checkpoints now {[c.name for c in ckpts]}" + (f"; says: {last[:90]}" if proc.returncode == 3 else ""))
         if proc.returncode not in (-9, 3, -15):
             print(stderr[-2000:])
