@@ -76,6 +76,10 @@ def main() -> int:
             raise ConfigError(f"--env: {env_id!r} is not a registered gymnasium env id (for Atari pass --config)")
         env = make_vec_env(env_id, n_envs=1, seed=args.seed, env_kwargs={"render_mode": "rgb_array"} if args.video else None)
     if args.video:
+        try:
+            import moviepy  # noqa: F401  (VecVideoRecorder writes mp4 through it)
+        except ImportError:
+            raise ConfigError("--video: needs moviepy; pip install moviepy") from None
         env = VecVideoRecorder(env, args.video, record_video_trigger=lambda step: step == 0, video_length=100_000)
     rewards, lengths = evaluate_policy(agent, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic, return_episode_rewards=True, warn=False)
     env.close()
