@@ -41,6 +41,16 @@ class SWASettings(_Strict):
     anneal_strategy: Literal["cos", "linear"] = "cos"
     cycle: int | None = Field(None, ge=1)
     swa_lr_max: float | None = Field(None, gt=0)
+    averages: list[str] = Field(default_factory=list, description="further averages on the same trajectory, e.g. [swa@0.5, ema@0.999]")
+
+    @field_validator("averages")
+    @classmethod
+    def _averages(cls, v):
+        from rl_swa.callback import parse_average_spec
+
+        for spec in v:
+            parse_average_spec(spec)
+        return v
 
     @field_validator("start")
     @classmethod

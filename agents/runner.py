@@ -214,6 +214,7 @@ def run(
         "experiment": cfg.experiment, "env": env_id, "variant": variant, "seed": seed, "budget": budget,
         "timesteps": int(model.num_timesteps), "fork": fork, "fork_step": fork_step, "fork_digest": fork_digest,
         "final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"),
+        **{f"final_{k.removesuffix('_mean_reward')}": v for k, v in final.items() if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")},
         "n_averaged": swa.average.n_averaged, "skipped": swa.average.n_skipped, "resumed_from": int(source["num_timesteps"]) if found else None,
         "wall_s": round(wall, 1), "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
         "device": str(model.device), "torch": torch.__version__,

@@ -53,6 +53,30 @@ def _check_position(name: str, value, allow_zero: bool) -> None:
     raise _bad(name, value, f"use a float in {interval} (fraction of the run) or an int >= 0 (env steps)")
 
 
+def parse_average_spec(spec) -> tuple[str, str, float, float | int | None]:
+    """``"swa@START"`` or ``"ema@DECAY[@START]"`` -> (name, mode, decay, start); START as for ``start``."""
+    allowed = "use 'swa@START' or 'ema@DECAY[@START]', e.g. 'swa@0.5', 'swa@20000', 'ema@0.999'"
+    if not isinstance(spec, str) or spec.count("@") not in (1, 2):
+        raise _bad("averages", spec, allowed)
+    mode, *values = spec.split("@")
+    try:
+        numbers = [int(v) if v.lstrip("-").isdigit() else float(v) for v in values]
+    except ValueError:
+        raise _bad("averages", spec, allowed) from None
+    if mode == "swa" and len(numbers) == 1:
+        _check_position("averages", numbers[0], allow_zero=False)
+        return f"swa_{values[0]}", "swa", 0.999, numbers[0]
+    if mode == "ema":
+        decay = numbers[0]
+        if not (isinstance(decay, float) and 0 < decay < 1):
+            raise _bad("averages", spec, "an EMA decay must be a float in (0, 1)")
+        start = numbers[1] if len(numbers) == 2 else None
+        if start is not None:
+            _check_position("averages", start, allow_zero=True)
+        return f"ema_{values[0]}" + (f"_from_{values[1]}" if start is not None else ""), "ema", decay, start
+    raise _bad("averages", spec, allowed)
+
+
 class SWACallback(BaseCallback):
     """Stochastic weight averaging of an SB3 agent's actor and critic.
 
@@ -93,6 +117,11 @@ class SWACallback(BaseCallback):
     :param apply_at_end: write the averages into the model's networks when training ends, so
         ``model.save()`` stores the SWA weights.
     :param skip_nonfinite: skip snapshots whose weights hold NaN/Inf.
+    :param averages: further averages kept on the same trajectory, each a full copy of the
+        averaged tensors, snapshotted with the same cadence and evaluated on the same episodes
+        (``eval/<name>_mean_reward``): ``"swa@0.5"`` (equal average from 50% of the run),
+        ``"swa@20000"`` (from env step 20000), ``"ema@0.999"`` (EMA from ``start``),
+        ``"ema@0.999@0"`` (EMA from the first update). Names: ``swa_0.5``, ``ema_0.999``, ...
     :param verbose: 0 silent, 1 a line per evaluation.
     """
 
@@ -116,6 +145,7 @@ class SWACallback(BaseCallback):
         deterministic: bool = True,
         apply_at_end: bool = False,
         skip_nonfinite: bool = True,
+        averages: list[str] | tuple[str, ...] | None = None,
         verbose: int = 0,
     ):
         super().__init__(verbose)
@@ -151,6 +181,13 @@ class SWACallback(BaseCallback):
         if not _is_int(eval_seed) or eval_seed < 0:
             raise _bad("eval_seed", eval_seed, "it must be an int >= 0")
 
+        if averages is not None and not isinstance(averages, (list, tuple)):
+            raise _bad("averages", averages, "use a list of specs such as ['swa@0.5', 'ema@0.999'] or None")
+        self.extra_specs = [parse_average_spec(a) for a in (averages or [])]
+        names = [spec[0] for spec in self.extra_specs]
+        if len(set(names)) != len(names) or "swa" in names or "online" in names:
+            raise _bad("averages", averages, "the names must be distinct")
+
         self.start = start
         self.update_every = int(cycle if cycle is not None else update_every)
         self.mode = mode
@@ -173,6 +210,9 @@ class SWACallback(BaseCallback):
         self.average: WeightAverage | None = None
         self.start_step: int | None = None
         self.phase_updates = 0  # gradient updates since start
+        self.updates_seen = 0  # gradient updates seen by this callback
+        self.extra: dict[str, WeightAverage] = {}
+        self._extra_start: dict[str, int] = {}
         self.evaluations: list[dict[str, float]] = []
         self._next_eval = self.eval_freq
         self._hook = None
@@ -191,6 +231,11 @@ class SWACallback(BaseCallback):
                 warmup=self.ema_warmup,
                 skip_nonfinite=self.skip_nonfinite,
             )
+        tensors = None
+        for name, mode, decay, _ in self.extra_specs:
+            if name not in self.extra:
+                tensors = tensors or select_tensors(self.model, self.parts)
+                self.extra[name] = WeightAverage(tensors, mode=mode, decay=decay, skip_nonfinite=self.skip_nonfinite)
         if self.eval_env is not None and self._vec_eval_env is None:
             self._vec_eval_env = self._make_eval_env(self.eval_env)
 
@@ -204,6 +249,8 @@ class SWACallback(BaseCallback):
     def _on_training_start(self) -> None:
         total = int(self.model._total_timesteps)
         self.start_step = resolve_steps("start", self.start, total)
+        for name, _, _, start in self.extra_specs:
+            self._extra_start[name] = self.start_step if start is None else resolve_steps("averages", start, total)
         self._user_schedule = unwrap(self.model.lr_schedule)
         if self.swa_lr is not None:
             if self.cycle is not None:
@@ -219,7 +266,13 @@ class SWACallback(BaseCallback):
         self._hook = clock_optimizer(self.model).register_step_post_hook(self._after_update)
 
     def _after_update(self, optimizer, args, kwargs) -> None:
-        if self.model.num_timesteps <= self.start_step:
+        self.updates_seen += 1
+        step = self.model.num_timesteps
+        if self.extra and self.updates_seen % self.update_every == 0:
+            for name, average in self.extra.items():
+                if step > self._extra_start[name]:
+                    average.update()
+        if step <= self.start_step:
             return
         self.phase_updates += 1
         if self.phase_updates % self.update_every == 0:
@@ -274,6 +327,11 @@ class SWACallback(BaseCallback):
                 rewards, lengths = self._play()
             row.update(swa_mean_reward=float(np.mean(rewards)), swa_std_reward=float(np.std(rewards)), swa_mean_ep_length=float(np.mean(lengths)))
             row.update(distance=self.average.distance(), n_averaged=self.average.n_averaged, skipped=self.average.n_skipped)
+        for name, average in self.extra.items():
+            if average.n_updates and average.n_averaged:
+                with average.swapped():
+                    rewards, lengths = self._play()
+                row.update({f"{name}_mean_reward": float(np.mean(rewards)), f"{name}_std_reward": float(np.std(rewards)), f"{name}_mean_ep_length": float(np.mean(lengths))})
         for key, value in row.items():
             if key == "step":
                 continue
@@ -304,6 +362,15 @@ class SWACallback(BaseCallback):
             self._policy_cache = (key, SWAPolicy.from_model(self.model, self.average, meta))
         return self._policy_cache[1]
 
+    def policy_of(self, name: str) -> SWAPolicy:
+        """The :class:`SWAPolicy` of one of the further ``averages`` (by name, e.g. ``"swa_0.5"``)."""
+        if name not in self.extra:
+            raise ValueError(f"no average named {name!r}; this callback keeps {sorted(self.extra)}")
+        average = self.extra[name]
+        if not (average.n_updates and average.n_averaged):
+            raise RuntimeError(f"SWACallback.policy_of({name!r}): no snapshot yet")
+        return SWAPolicy.from_model(self.model, average, {"parts": self.parts, "average": name})
+
     def apply(self) -> None:
         """Write the averages into the model's live networks (``model.save()`` then stores them)."""
         if not self.has_snapshot:
@@ -316,6 +383,8 @@ class SWACallback(BaseCallback):
             "version": CALLBACK_STATE_VERSION,
             "average": None if self.average is None else self.average.state_dict(),
             "phase_updates": self.phase_updates,
+            "updates_seen": self.updates_seen,
+            "extra": {name: average.state_dict() for name, average in self.extra.items()},
             "next_eval": self._next_eval,
             "evaluations": list(self.evaluations),
         }
@@ -327,6 +396,12 @@ class SWACallback(BaseCallback):
         if state["average"] is not None:
             self.average.load_state_dict(state["average"])
         self.phase_updates = int(state["phase_updates"])
+        self.updates_seen = int(state.get("updates_seen", 0))
+        saved = state.get("extra", {})
+        if sorted(saved) != sorted(self.extra):
+            raise ValueError(f"SWACallback state holds averages {sorted(saved)}, this callback {sorted(self.extra)}")
+        for name, average in self.extra.items():
+            average.load_state_dict(saved[name])
         self._next_eval = int(state["next_eval"])
         self.evaluations = list(state["evaluations"])
 

@@ -127,8 +127,26 @@ def stability(curve: list[dict], key: str, last_k: int) -> dict[str, float]:
     return {"last_k_mean": float(tail.mean()), "last_k_std": float(tail.std()), "best_to_final_drop": float(values.max() - values[-1])}
 
 
-def arm_scores(runs: list[dict], env: str, arm: str) -> dict[int, float]:
-    variant, key = ARMS[arm]
+def arms_in(runs: list[dict]) -> dict[str, tuple[str, str]]:
+    """The standard arms plus one per further average found in the evaluation histories."""
+    arms = dict(ARMS)
+    for r in runs:
+        for key in (r["curve"][-1] if r["curve"] else {}):
+            name = key.removesuffix("_mean_reward")
+            if key.endswith("_mean_reward") and name not in ("online", "swa"):
+                arms[f"{r['variant']}:{name}"] = (r["variant"], key)
+    return arms
+
+
+def _label(arm: str) -> str:
+    if arm in ARM_LABELS:
+        return ARM_LABELS[arm]
+    variant, name = arm.split(":", 1)
+    return f"{variant} arm, average {name}"
+
+
+def arm_scores(runs: list[dict], env: str, arm: str, arms: dict | None = None) -> dict[int, float]:
+    variant, key = (arms or ARMS)[arm]
     out = {}
     for r in runs:
         if r["env"] == env and r["variant"] == variant and r["curve"]:
@@ -141,15 +159,16 @@ def arm_scores(runs: list[dict], env: str, arm: str) -> dict[int, float]:
 def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
     """All numbers of the report, as plain data (tested against hand-computed values)."""
     envs = sorted({r["env"] for r in runs})
+    all_arms = arms_in(runs)
     per_env = {}
     for env in envs:
         arms = {}
-        for arm in ARMS:
-            scores = arm_scores(runs, env, arm)
+        for arm in all_arms:
+            scores = arm_scores(runs, env, arm, all_arms)
             if not scores:
                 continue
             x = np.array(list(scores.values()))
-            variant, key = ARMS[arm]
+            variant, key = all_arms[arm]
             stab = [stability(r["curve"], key, last_k) for r in runs if r["env"] == env and r["variant"] == variant]
             arms[arm] = {
                 "n": len(x), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else float("nan"),
@@ -157,7 +176,8 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
                 **{k: float(np.nanmean([s[k] for s in stab])) for k in ("last_k_mean", "last_k_std", "best_to_final_drop")},
             }
         paired = {}
-        for a, b in (("swa", "baseline"), ("baseline_avg", "baseline"), ("swa", "swa_online")):
+        extra_pairs = [(arm, "baseline" if all_arms[arm][0] == "baseline" else "swa_online") for arm in all_arms if ":" in arm]
+        for a, b in (("swa", "baseline"), ("baseline_avg", "baseline"), ("swa", "swa_online"), *extra_pairs):
             if a in arms and b in arms:
                 seeds = sorted(set(arms[a]["scores"]) & set(arms[b]["scores"]))
                 d = np.array([arms[a]["scores"][s] - arms[b]["scores"][s] for s in seeds])
@@ -213,7 +233,7 @@ def markdown(summary: dict, title: str) -> str:
         data = summary["per_env"][env]
         lines += [f"## {env}", "", f"| policy | seeds | final mean ± std | 95% CI | last-{summary['last_k']} mean | last-{summary['last_k']} spread | best→final drop |", "|---|---|---|---|---|---|---|"]
         for arm, a in data["arms"].items():
-            lines.append(f"| {ARM_LABELS[arm]} | {a['n']} | {_fmt(a['mean'])} ± {_fmt(a['std'])} | [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}] | {_fmt(a['last_k_mean'])} | {_fmt(a['last_k_std'])} | {_fmt(a['best_to_final_drop'])} |")
+            lines.append(f"| {_label(arm)} | {a['n']} | {_fmt(a['mean'])} ± {_fmt(a['std'])} | [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}] | {_fmt(a['last_k_mean'])} | {_fmt(a['last_k_std'])} | {_fmt(a['best_to_final_drop'])} |")
         lines += ["", "| paired difference | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
         for name, p in data["paired"].items():
             lines.append(f"| {name} | {p['n']} | {_fmt(p['mean'])} | [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] | {p['wins']} / {p['ties']} |")

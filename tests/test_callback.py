@@ -200,3 +200,36 @@ def test_policy_before_any_snapshot_is_a_clear_error():
     swa = SWACallback()
     with pytest.raises(RuntimeError, match="no snapshot"):
         swa.policy
+
+
+def test_several_averages_equal_separate_runs_on_the_same_trajectory():
+    many = SWACallback(start=0.75, update_every=2, averages=["swa@0.5", "ema@0.9@0", "swa@100"])
+    a2c(seed=3).learn(600, callback=many)
+    assert set(many.extra) == {"swa_0.5", "ema_0.9_from_0", "swa_100"}
+    singles = {
+        "swa_0.5": SWACallback(start=0.5, update_every=2),
+        "ema_0.9_from_0": SWACallback(start=0, update_every=2, mode="ema", decay=0.9),
+        "swa_100": SWACallback(start=100, update_every=2),
+    }
+    for name, single in singles.items():
+        a2c(seed=3).learn(600, callback=single)  # averaging alone does not change the trajectory
+        assert many.extra[name].n_averaged == single.average.n_averaged > 0
+        for key, value in single.average.averages.items():
+            assert torch.equal(many.extra[name].averages[key], value), (name, key)
+    assert many.extra["swa_0.5"].n_averaged == 30  # 120 updates of 5 steps, 60 after step 300, every 2nd
+    obs = np.zeros((1, 4), dtype=np.float32)
+    assert many.policy_of("swa_100").predict(obs, deterministic=True)[0].shape == (1,)
+
+
+def test_several_averages_are_evaluated_on_the_same_episodes():
+    swa = SWACallback(start=299, averages=["swa@299"], eval_env="Pendulum-v1", eval_freq=300, n_eval_episodes=1)
+    ddpg().learn(300, callback=swa)
+    row = swa.evaluations[-1]
+    # both averages hold the single last snapshot: the same policy, the same episodes, the same return
+    assert row["swa_299_mean_reward"] == row["swa_mean_reward"] == row["online_mean_reward"]
+
+
+@pytest.mark.parametrize("spec", ["swa", "swa@1.5", "ema@2", "mean@0.5", "ema@0.9@x", ["swa@0.5", "swa@0.5"], "swa@0.5"])
+def test_bad_average_specs(spec):
+    with pytest.raises(ValueError, match="averages="):
+        SWACallback(averages=spec if isinstance(spec, list) else [spec]) if spec != "swa@0.5" else SWACallback(averages="swa@0.5")

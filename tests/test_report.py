@@ -71,3 +71,16 @@ def test_write_report_files(grid, tmp_path):
     assert "Toy-v0" in text and "| swa - baseline | 3 | 5.000 |" in text
     assert (out / "runs.csv").read_text().count("\n") == 7
     assert (out / "curves_Toy-v0.png").exists()
+
+
+def test_further_averages_get_their_own_rows_and_pairs(tmp_path):
+    for seed, (online, extra) in enumerate([(10, 12), (20, 19), (30, 35)]):
+        d = tmp_path / "Toy-v0" / "baseline" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"env": "Toy-v0", "variant": "baseline", "seed": seed}))
+        (d / "eval.csv").write_text(f"step,online_mean_reward,swa_mean_reward,swa_0.5_mean_reward\n1,{online},{online},{extra}\n")
+    summary = summarize(load_runs(tmp_path), last_k=1, reps=200)
+    env = summary["per_env"]["Toy-v0"]
+    assert env["arms"]["baseline:swa_0.5"]["mean"] == pytest.approx((12 + 19 + 35) / 3)
+    pair = env["paired"]["baseline:swa_0.5 - baseline"]
+    assert pair["mean"] == pytest.approx((2 - 1 + 5) / 3) and pair["wins"] == 2
