@@ -41,6 +41,7 @@ class SWASettings(_Strict):
     anneal_strategy: Literal["cos", "linear"] = "cos"
     cycle: int | None = Field(None, ge=1)
     swa_lr_max: float | None = Field(None, gt=0)
+    posthoc_points: int = Field(0, ge=0, description="saved states of a running equal average, for choosing the window after training")
     averages: list[str] = Field(default_factory=list, description="further averages on the same trajectory, e.g. [swa@0.5, ema@0.999]")
 
     @field_validator("averages")

@@ -202,6 +202,10 @@ def run(
     model.save(path / "model.zip")
     if swa.has_snapshot:
         swa.policy.save(path / "swa_policy.zip")
+    if swa.posthoc:
+        blob = io.BytesIO()
+        torch.save({"points": swa.posthoc, "start_step": swa.start_step, "update_every": swa.update_every}, blob)
+        atomic_write(path / "posthoc.pt", blob.getvalue())
     rows = swa.evaluations
     buf = io.StringIO()
     fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))

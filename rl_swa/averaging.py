@@ -366,3 +366,24 @@ class WeightAverage:
         self._n_dev.fill_(self._n_host)
         self._skipped_dev.fill_(self._skipped_host)
 
+
+
+def window_average(later: Mapping, earlier: Mapping | None = None) -> dict[str, Tensor]:
+    """The exact equal average of the snapshots between two saved states of one running average.
+
+    ``later`` and ``earlier`` are ``{"n": count, "averages": {name: tensor}}`` taken from the same
+    equal (SWA) running average at two times; the snapshots taken after ``earlier`` and up to
+    ``later`` average to ``(n_b * A_b - n_a * A_a) / (n_b - n_a)``. Computed in float64, returned
+    in the tensors' dtype. ``earlier=None`` means from the first snapshot.
+    """
+    n_b = int(later["n"])
+    n_a = 0 if earlier is None else int(earlier["n"])
+    if n_b <= n_a:
+        raise ValueError(f"empty window: the later state holds {n_b} snapshots, the earlier {n_a}")
+    out = {}
+    for name, a_b in later["averages"].items():
+        total = a_b.double() * n_b
+        if earlier is not None:
+            total -= earlier["averages"][name].double() * n_a
+        out[name] = (total / (n_b - n_a)).to(a_b.dtype)
+    return out

@@ -122,6 +122,10 @@ class SWACallback(BaseCallback):
         (``eval/<name>_mean_reward``): ``"swa@0.5"`` (equal average from 50% of the run),
         ``"swa@20000"`` (from env step 20000), ``"ema@0.999"`` (EMA from ``start``),
         ``"ema@0.999@0"`` (EMA from the first update). Names: ``swa_0.5``, ``ema_0.999``, ...
+    :param posthoc_points: keep an equal running average from the first update and save it (with
+        its count) at this many evenly spaced times (host copies, one per point), so that the
+        equal average over any window between two saved times can be rebuilt exactly after
+        training (:func:`rl_swa.averaging.window_average`, ``scripts/posthoc.py``). 0 disables.
     :param verbose: 0 silent, 1 a line per evaluation.
     """
 
@@ -146,6 +150,7 @@ class SWACallback(BaseCallback):
         apply_at_end: bool = False,
         skip_nonfinite: bool = True,
         averages: list[str] | tuple[str, ...] | None = None,
+        posthoc_points: int = 0,
         verbose: int = 0,
     ):
         super().__init__(verbose)
@@ -187,6 +192,13 @@ class SWACallback(BaseCallback):
         names = [spec[0] for spec in self.extra_specs]
         if len(set(names)) != len(names) or "swa" in names or "online" in names:
             raise _bad("averages", averages, "the names must be distinct")
+
+        if not _is_int(posthoc_points) or posthoc_points < 0:
+            raise _bad("posthoc_points", posthoc_points, "it must be an int >= 0")
+        self.posthoc_points = int(posthoc_points)
+        self.posthoc: list[dict[str, Any]] = []  # saved states of the running average
+        self.posthoc_average: WeightAverage | None = None
+        self._posthoc_next: int | None = None
 
         self.start = start
         self.update_every = int(cycle if cycle is not None else update_every)
@@ -232,6 +244,9 @@ class SWACallback(BaseCallback):
                 skip_nonfinite=self.skip_nonfinite,
             )
         tensors = None
+        if self.posthoc_points and self.posthoc_average is None:
+            tensors = select_tensors(self.model, self.parts)
+            self.posthoc_average = WeightAverage(tensors, skip_nonfinite=self.skip_nonfinite)
         for name, mode, decay, _ in self.extra_specs:
             if name not in self.extra:
                 tensors = tensors or select_tensors(self.model, self.parts)
@@ -251,6 +266,9 @@ class SWACallback(BaseCallback):
         self.start_step = resolve_steps("start", self.start, total)
         for name, _, _, start in self.extra_specs:
             self._extra_start[name] = self.start_step if start is None else resolve_steps("averages", start, total)
+        if self.posthoc_points:
+            self._posthoc_total = total
+            self._posthoc_next = self._next_posthoc_step(self.num_timesteps)
         self._user_schedule = unwrap(self.model.lr_schedule)
         if self.swa_lr is not None:
             if self.cycle is not None:
@@ -265,13 +283,32 @@ class SWACallback(BaseCallback):
         # The optimizer object changes when a model is loaded: (re-)register on each learn().
         self._hook = clock_optimizer(self.model).register_step_post_hook(self._after_update)
 
+    def _next_posthoc_step(self, step: int) -> int:
+        points = [round(self._posthoc_total * k / self.posthoc_points) for k in range(1, self.posthoc_points + 1)]
+        return next((p for p in points if p > step), self._posthoc_total + 1)
+
+    def _save_posthoc_point(self) -> None:
+        average = self.posthoc_average
+        if not (average.n_updates and average.n_averaged) or (self.posthoc and self.posthoc[-1]["n"] == average.n_averaged):
+            return
+        self.posthoc.append({
+            "step": int(self.model.num_timesteps),
+            "n": average.n_averaged,
+            "averages": {k: v.detach().to("cpu", copy=True) for k, v in zip(average.names, average._avg)},
+        })
+
     def _after_update(self, optimizer, args, kwargs) -> None:
         self.updates_seen += 1
         step = self.model.num_timesteps
-        if self.extra and self.updates_seen % self.update_every == 0:
+        if self.updates_seen % self.update_every == 0:
             for name, average in self.extra.items():
                 if step > self._extra_start[name]:
                     average.update()
+            if self.posthoc_average is not None:
+                self.posthoc_average.update()
+        if self._posthoc_next is not None and step >= self._posthoc_next:
+            self._save_posthoc_point()
+            self._posthoc_next = self._next_posthoc_step(step)
         if step <= self.start_step:
             return
         self.phase_updates += 1
@@ -290,6 +327,8 @@ class SWACallback(BaseCallback):
         self.logger.record("swa/lr", clock_optimizer(self.model).param_groups[0]["lr"])
 
     def _on_training_end(self) -> None:
+        if self.posthoc_average is not None and self.num_timesteps >= self._posthoc_total:
+            self._save_posthoc_point()  # the end of the run is always a saved time
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -385,6 +424,8 @@ class SWACallback(BaseCallback):
             "phase_updates": self.phase_updates,
             "updates_seen": self.updates_seen,
             "extra": {name: average.state_dict() for name, average in self.extra.items()},
+            "posthoc_average": None if self.posthoc_average is None else self.posthoc_average.state_dict(),
+            "posthoc": list(self.posthoc),
             "next_eval": self._next_eval,
             "evaluations": list(self.evaluations),
         }
@@ -402,6 +443,11 @@ class SWACallback(BaseCallback):
             raise ValueError(f"SWACallback state holds averages {sorted(saved)}, this callback {sorted(self.extra)}")
         for name, average in self.extra.items():
             average.load_state_dict(saved[name])
+        if self.posthoc_average is not None:
+            if state.get("posthoc_average") is None:
+                raise ValueError("SWACallback state holds no post-hoc average, this callback keeps one (posthoc_points > 0)")
+            self.posthoc_average.load_state_dict(state["posthoc_average"])
+            self.posthoc = list(state["posthoc"])
         self._next_eval = int(state["next_eval"])
         self.evaluations = list(state["evaluations"])
 
