@@ -294,7 +294,7 @@ class SWACallback(BaseCallback):
         self.posthoc.append({
             "step": int(self.model.num_timesteps),
             "n": average.n_averaged,
-            "averages": {k: v.detach().to("cpu", copy=True) for k, v in zip(average.names, average._avg)},
+            "averages": {name: average.averages[name].to("cpu", copy=True) for name in average.names},
         })
 
     def _after_update(self, optimizer, args, kwargs) -> None:
