@@ -30,6 +30,11 @@ class Budget(_Strict):
     checkpoint_every: int | None = Field(None, gt=0, description="env steps between checkpoints (default max(eval_freq, timesteps/10))")
 
 
+class Resources(_Strict):
+    cpus: float = Field(1, gt=0, description="CPUs per run (Ray backend)")
+    gpus: float = Field(0, ge=0, description="GPUs per run (Ray backend), fractions allowed")
+
+
 class SWASettings(_Strict):
     start: float | int = Field(0.75, description="fraction of the run in (0, 1), or an env step")
     update_every: int = Field(1, ge=1)
@@ -83,6 +88,7 @@ class ExperimentConfig(_Strict):
     frame_stack: int = Field(4, ge=1)
     budgets: dict[str, Budget]
     on_divergence: Literal["stop", "continue"] = Field("stop", description="NaN/Inf weights: stop keeping the last good checkpoint, or go on")
+    resources: Resources = Resources()
     swa: SWASettings = SWASettings()
     eval: EvalSettings = EvalSettings()
 

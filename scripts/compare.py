@@ -1,11 +1,17 @@
 """Run the grid envs x {baseline, swa} x seeds in a local process pool, then write the report.
 
     python scripts/compare.py configs/classic/cartpole_a2c.yaml --budget short --seeds 5 --jobs 2
+    python scripts/compare.py configs/atari/a2c.yaml --budget paper --seeds 5 --backend ray --address auto --out /shared/runs
 
 Unfinished runs continue from their newest checkpoint. Forked pairs by default: per (env, seed) the prefix up to the SWA start is trained once, then both
 arms continue from its checkpoint (``--no-fork`` trains each arm from scratch). Finished runs
 (with ``result.json``) are skipped, so an interrupted grid resumes where it stopped. A failing
 run is reported and the others go on.
+
+``--backend ray`` submits each run as a Ray task with the config's ``resources`` (cpus, gpus);
+the run directories live under ``--out``, which must be storage that every Ray node mounts at the
+same path (NFS, a cluster file system). Failed or preempted runs are retried (``--retries``) and
+resume from their newest checkpoint; rerunning the command resumes a partly done grid.
 """
 
 from __future__ import annotations
@@ -47,20 +53,59 @@ def _run_job(config, overrides, env_id, variant, seed, budget, root, command, fo
     return run(cfg, env_id, variant, seed, budget, root, command, fork=fork, resume=(path / "config.yaml").exists())
 
 
+def _report(name: str, exc: Exception | None, failures: list[str]) -> None:
+    if exc is None:
+        print(f"done   {name}", flush=True)
+        return
+    failures.append(name)  # a failing run is reported; the others go on
+    print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
+
+
 def _pool(jobs: int, tasks: list[tuple], fn, label) -> list[str]:
     failures = []
     with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
         futures = {pool.submit(fn, *t): t for t in tasks}
         for fut in as_completed(futures):
-            name = label(futures[fut])
-            try:
-                fut.result()
-                print(f"done   {name}", flush=True)
-            except Exception as exc:  # a failing run is reported; the others go on
-                failures.append(name)
-                print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
-                traceback.print_exc(file=sys.stderr)
+            exc = fut.exception()
+            if exc is not None:
+                traceback.print_exception(exc, file=sys.stderr)
+            _report(label(futures[fut]), exc, failures)
     return failures
+
+
+def _ray_task(fn, *args):
+    _worker_init()
+    return fn(*args)
+
+
+def _ray_pool(ray, resources: dict, retries: int, tasks: list[tuple], fn, label) -> list[str]:
+    """Each run a Ray task with the config's resources. A failed or preempted task is retried up to
+    ``retries`` times; a retry resumes the run from its newest checkpoint in the shared run directory."""
+    remote = ray.remote(num_cpus=resources["cpus"], num_gpus=resources["gpus"], max_retries=retries, retry_exceptions=True)(_ray_task)
+    refs = {remote.remote(fn, *t): t for t in tasks}
+    failures = []
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            ray.get(done[0])
+            exc = None
+        except Exception as err:  # RayTaskError wraps the run's own exception
+            exc = err
+        _report(label(refs[done[0]]), exc, failures)
+    return failures
+
+
+def _connect_ray(address: str | None, jobs: int):
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray: ray is not installed; pip install 'rl-swa[ray]'") from None
+    if address:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        ray.init(num_cpus=jobs, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    return ray
 
 
 @guarded
@@ -75,6 +120,9 @@ def main() -> int:
     p.add_argument("--out", default="runs")
     p.add_argument("--no-fork", action="store_true", help="train both arms from scratch")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples in the report")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:port'); default: a local Ray with --jobs CPUs")
+    p.add_argument("--retries", type=int, default=2, help="Ray: retries of a failed or preempted run (each resumes from its checkpoint)")
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
     cfg.budget(args.budget)
@@ -92,17 +140,30 @@ def main() -> int:
 
     for env_id in envs:
         check_env_id(cfg, env_id)
+    config = str(Path(args.config).resolve())
     fork = not args.no_fork
     command = command_line()
+    out = str(Path(args.out).resolve())  # Ray workers may start elsewhere: absolute paths on shared storage
+    if args.backend == "ray":
+        ray = _connect_ray(args.address, args.jobs)
+        resources = cfg.resources.model_dump()
+
+        def pool(tasks, fn, label):
+            return _ray_pool(ray, resources, args.retries, tasks, fn, label)
+    else:
+
+        def pool(tasks, fn, label):
+            return _pool(args.jobs, tasks, fn, label)
+
     todo = [(e, v, s) for e in envs for s in range(args.seeds) for v in VARIANTS if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
     done = len(envs) * args.seeds * len(VARIANTS) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
     failures = []
     if fork:
         prefixes = sorted({(e, s) for e, _, s in todo})
-        failures += _pool(args.jobs, [(args.config, args.overrides, e, s, args.budget, args.out, command) for e, s in prefixes], _prefix_job, lambda t: f"{t[2]} prefix seed{t[3]}")
-    tasks = [(args.config, args.overrides, e, v, s, args.budget, args.out, command, fork) for e, v, s in todo]
-    failures += _pool(args.jobs, tasks, _run_job, lambda t: f"{t[2]} {t[3]} seed{t[4]}")
+        failures += pool([(config, args.overrides, e, s, args.budget, out, command) for e, s in prefixes], _prefix_job, lambda t: f"{t[2]} prefix seed{t[3]}")
+    tasks = [(config, args.overrides, e, v, s, args.budget, out, command, fork) for e, v, s in todo]
+    failures += pool(tasks, _run_job, lambda t: f"{t[2]} {t[3]} seed{t[4]}")
     report = write_report(Path(args.out) / cfg.experiment, reps=args.reps)
     print(f"report: {report}")
     if failures:

@@ -1,0 +1,35 @@
+"""The Ray backend: a smoke grid on a local Ray instance gives the same report as the local pool."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PENDULUM = ROOT / "configs/classic/pendulum_ddpg.yaml"
+
+
+def compare(out, *extra):
+    cmd = [sys.executable, str(ROOT / "scripts/compare.py"), str(PENDULUM), "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--out", str(out), "--reps", "200", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_ray_grid_report_equals_local(tmp_path):
+    pytest.importorskip("ray")
+    ray_run = compare(tmp_path / "ray", "--backend", "ray")
+    assert ray_run.returncode == 0, ray_run.stderr[-3000:] + ray_run.stdout
+    local = compare(tmp_path / "local")
+    assert local.returncode == 0, local.stderr[-3000:]
+    report = "classic_pendulum_ddpg/report/report.md"
+    assert (tmp_path / "ray" / report).read_text() == (tmp_path / "local" / report).read_text()
+    again = compare(tmp_path / "ray", "--backend", "ray")
+    assert again.returncode == 0 and "0 runs to do, 2 already finished" in again.stdout
+
+
+def test_ray_missing_is_a_clear_error(tmp_path):
+    code = "import sys; sys.modules['ray'] = None; sys.argv = " + repr(
+        ["compare.py", str(PENDULUM), "--budget", "smoke", "--seeds", "1", "--out", str(tmp_path), "--backend", "ray"]
+    ) + "; from scripts import compare; compare.main()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "pip install 'rl-swa[ray]'" in proc.stderr
