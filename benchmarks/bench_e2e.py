@@ -1,4 +1,5 @@
-"""End-to-end training throughput with and without SWACallback (snapshot every update, no evaluation).
+"""End-to-end training throughput with and without SWACallback (snapshot every update, no evaluation),
+and with K = 5 averages on the same trajectory.
 
     python benchmarks/bench_e2e.py [--reps 3] [--json out.json]
 
@@ -38,13 +39,18 @@ def ddpg_hopper():
 
 def bench(name, factory, reps):
     arms = {}
-    for arm in ("plain", "swa"):
+    callbacks = {
+        "plain": lambda: None,
+        "swa": lambda: SWACallback(start=0, update_every=1),
+        "swa_k5": lambda: SWACallback(start=0, update_every=1, averages=["swa@1", "swa@0.5", "ema@0.999", "ema@0.9999"]),
+    }
+    for arm, make_callback in callbacks.items():
         model, chunk = factory()
-        callback = SWACallback(start=0, update_every=1) if arm == "swa" else None
+        callback = make_callback()
         model.learn(chunk, callback=callback)  # warm-up (fills DDPG's learning_starts)
         arms[arm] = (model, callback)
-    rates = {"plain": [], "swa": []}
-    order = ["plain", "swa"]
+    rates = {arm: [] for arm in callbacks}
+    order = list(callbacks)
     for rep in range(reps):
         for arm in order if rep % 2 == 0 else order[::-1]:
             model, callback = arms[arm]
@@ -52,9 +58,11 @@ def bench(name, factory, reps):
             model.learn(chunk, callback=callback, reset_num_timesteps=False)
             rates[arm].append(chunk / (time.perf_counter() - t))
     ratios = np.array(rates["swa"]) / np.array(rates["plain"])
+    ratios_k5 = np.array(rates["swa_k5"]) / np.array(rates["plain"])
     n_avg = arms["swa"][1].average.n_averaged
-    return {"bench": name, "plain_steps_per_s": rates["plain"], "swa_steps_per_s": rates["swa"], "ratio_mean": float(ratios.mean()),
-            "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()), "snapshots": n_avg}
+    return {"bench": name, "plain_steps_per_s": rates["plain"], "swa_steps_per_s": rates["swa"], "swa_k5_steps_per_s": rates["swa_k5"],
+            "ratio_mean": float(ratios.mean()), "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()),
+            "ratio_k5_mean": float(ratios_k5.mean()), "ratio_k5_min": float(ratios_k5.min()), "ratio_k5_max": float(ratios_k5.max()), "snapshots": n_avg}
 
 
 def main():
@@ -67,6 +75,7 @@ def main():
     for r in rows:
         print(f"{r['bench']:<22} plain {np.mean(r['plain_steps_per_s']):7.1f} steps/s | with SWACallback {np.mean(r['swa_steps_per_s']):7.1f} steps/s | "
               f"ratio {r['ratio_mean']:.3f} (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}) over {args.reps} paired chunks; {r['snapshots']} snapshots")
+        print(f"{'':<22} with K=5 averages {np.mean(r['swa_k5_steps_per_s']):7.1f} steps/s | ratio {r['ratio_k5_mean']:.3f} (min {r['ratio_k5_min']:.3f}, max {r['ratio_k5_max']:.3f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
