@@ -63,6 +63,8 @@ def load_runs(experiment_dir: str | Path) -> list[dict]:
             continue
         info = json.loads(result.read_text())
         info["curve"] = _read_csv(result.parent / "eval.csv") if (result.parent / "eval.csv").exists() else []
+        posthoc = result.parent / "posthoc.json"
+        info["posthoc"] = json.loads(posthoc.read_text()) if posthoc.exists() else None
         runs.append(info)
     return runs
 
@@ -184,8 +186,28 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
                 if len(d):
                     paired[f"{a} - {b}"] = {"n": len(d), "mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps), "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
         per_env[env] = {"arms": arms, "paired": paired}
+    for env in envs:
+        per_env[env]["posthoc"] = _posthoc(runs, env, reps)
     aggregate = _aggregate(per_env, reps)
     return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
+
+
+def _posthoc(runs: list[dict], env: str, reps: int) -> dict:
+    """Test scores of post-hoc windows (scripts/posthoc.py) vs the online policy and the fixed start, per variant."""
+    out = {}
+    for variant in ("baseline", "swa"):
+        rows = [r["posthoc"] for r in runs if r["env"] == env and r["variant"] == variant and r.get("posthoc")]
+        if not rows:
+            continue
+        entry = {"n": len(rows), "windows": [(p["chosen_window"]["from_step"], p["chosen_window"]["to_step"]) for p in rows]}
+        for key in ("test_online", "test_fixed_start", "test_posthoc"):
+            x = np.array([p[key] for p in rows if key in p], dtype=float)
+            entry[key] = {"mean": float(x.mean()), "ci": bootstrap_ci(x, reps=reps)}
+        for a, b in (("test_posthoc", "test_fixed_start"), ("test_posthoc", "test_online")):
+            d = np.array([p[a] - p[b] for p in rows if a in p and b in p], dtype=float)
+            entry[f"{a} - {b}"] = {"mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps), "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
+        out[variant] = entry
+    return out
 
 
 def _matrix(per_env: dict, arm: str, envs: list[str], normalize: bool) -> np.ndarray | None:
@@ -237,6 +259,14 @@ def markdown(summary: dict, title: str) -> str:
         lines += ["", "| paired difference | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
         for name, p in data["paired"].items():
             lines.append(f"| {name} | {p['n']} | {_fmt(p['mean'])} | [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] | {p['wins']} / {p['ties']} |")
+        for variant, ph in data.get("posthoc", {}).items():
+            lines += ["", f"Post-hoc window ({variant} runs, chosen on validation episodes, scored on test episodes; windows {ph['windows']}):", "",
+                      "| test score | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
+            for key in ("test_online", "test_fixed_start", "test_posthoc"):
+                lines.append(f"| {key} | {ph['n']} | {_fmt(ph[key]['mean'])} | [{_fmt(ph[key]['ci'][0])}, {_fmt(ph[key]['ci'][1])}] | |")
+            for key in ("test_posthoc - test_fixed_start", "test_posthoc - test_online"):
+                d = ph[key]
+                lines.append(f"| {key} | {ph['n']} | {_fmt(d['mean'])} | [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}] | {d['wins']} / {d['ties']} |")
         lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
     agg = summary["aggregate"]
     if agg:

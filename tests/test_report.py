@@ -84,3 +84,14 @@ def test_further_averages_get_their_own_rows_and_pairs(tmp_path):
     assert env["arms"]["baseline:swa_0.5"]["mean"] == pytest.approx((12 + 19 + 35) / 3)
     pair = env["paired"]["baseline:swa_0.5 - baseline"]
     assert pair["mean"] == pytest.approx((2 - 1 + 5) / 3) and pair["wins"] == 2
+
+
+def test_posthoc_results_are_summarized(grid):
+    for seed, (online, fixed, posthoc) in enumerate([(10, 12, 15), (20, 22, 21), (30, 30, 30)]):
+        d = grid / "Toy-v0" / "baseline" / f"seed{seed}"
+        (d / "posthoc.json").write_text(json.dumps({"chosen_window": {"from_step": 1, "to_step": 3}, "test_online": online,
+                                                     "test_fixed_start": fixed, "test_posthoc": posthoc}))
+    ph = summarize(load_runs(grid), last_k=1, reps=200)["per_env"]["Toy-v0"]["posthoc"]["baseline"]
+    assert ph["test_posthoc"]["mean"] == pytest.approx(22.0)
+    diff = ph["test_posthoc - test_fixed_start"]
+    assert diff["mean"] == pytest.approx((3 - 1 + 0) / 3) and diff["wins"] == 1 and diff["ties"] == 1
