@@ -17,6 +17,7 @@ resume from their newest checkpoint; rerunning the command resumes a partly done
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -49,6 +50,8 @@ def _run_job(config, overrides, env_id, variant, seed, budget, root, command, fo
 
     cfg = load_config(config, overrides)
     path = run_dir(root, cfg, env_id, variant, seed)
+    if (path / "result.json").exists():  # finished meanwhile (a retried task, a second driver)
+        return json.loads((path / "result.json").read_text())
     # an unfinished run (no result.json) continues from its newest checkpoint
     return run(cfg, env_id, variant, seed, budget, root, command, fork=fork, resume=(path / "config.yaml").exists())
 
