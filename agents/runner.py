@@ -69,12 +69,6 @@ def _resolved(cfg: ExperimentConfig, **extra) -> str:
     return yaml.safe_dump({**extra, "config": cfg.model_dump(mode="json")}, sort_keys=False)
 
 
-def _envs(cfg, env_id, seed):
-    env = make_env(cfg, env_id, cfg.n_envs, seed, training=True)
-    eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
-    return env, eval_env
-
-
 class Diverged(Exception):
     """Training stopped because the weights went NaN/Inf (``on_divergence: stop``)."""
 
@@ -97,30 +91,47 @@ def _checkpoint_every(cfg: ExperimentConfig, budget: str) -> int:
 
 
 def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, root: str | Path, command: str = "") -> Path:
-    """Train up to the SWA start once; the checkpoint both arms of a forked pair continue from."""
+    """Train up to the SWA start once; the checkpoint both arms of a forked pair continue from.
+
+    The prefix checkpoints like any run, so an interrupted prefix continues where it stopped.
+    """
     path = run_dir(root, cfg, env_id, "prefix", seed)
     final = path / "prefix.ckpt"
     if final.exists():
         checkpoint.read(final)  # damaged -> CheckpointError naming the file
         return final
     b = cfg.budget(budget)
-    if path.exists():
-        shutil.rmtree(path)  # an unfinished prefix: start it again
-    path.mkdir(parents=True)
-    atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant="prefix", seed=seed, budget=budget))
-    atomic_write(path / "command.txt", command + "\n")
-    set_random_seed(seed)
-    env, eval_env = _envs(cfg, env_id, seed)
-    model = build_model(cfg, budget, env, seed)
-    model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
+    eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
     swa = build_callback(cfg, "baseline", eval_env, b.eval_freq, b.eval_episodes)
-    stop = checkpoint.Checkpointer(path / "ckpt", None, env, swa, stop_at=resolve_steps("start", cfg.swa.start, b.timesteps), keep=1)
-    model.learn(b.timesteps, callback=CallbackList([swa, stop]))
-    if stop.last_path is None:
+    found = checkpoint.latest(path / "ckpt") if (path / "config.yaml").exists() else None
+    if found is None:
+        if path.exists():
+            shutil.rmtree(path)  # started but never checkpointed: start again
+        path.mkdir(parents=True)
+        atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant="prefix", seed=seed, budget=budget))
+        atomic_write(path / "command.txt", command + "\n")
+        set_random_seed(seed)
+        env = make_env(cfg, env_id, cfg.n_envs, seed, training=True)
+        model = build_model(cfg, budget, env, seed)
+    else:
+        model, env = checkpoint.restore(ALGORITHMS[cfg.algo], found[1], lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True))
+        swa.init_callback(model)
+        swa.load_state_dict(found[1]["callback"])
+        print(f"resuming {path} from {found[0].name}", flush=True)
+    model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
+    start_step = resolve_steps("start", cfg.swa.start, b.timesteps)
+    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step, on_divergence=cfg.on_divergence)
+    try:
+        with checkpoint.signals_to(saver):
+            model.learn(b.timesteps - int(model.num_timesteps), callback=CallbackList([swa, saver]), reset_num_timesteps=found is None)
+    finally:
+        env.close()
+        eval_env.close()
+    if saver.interrupted:
+        raise Interrupted(path, saver.last_step, saver.last_path)
+    if saver.last_step is None or saver.last_step < start_step:
         raise RuntimeError(f"{path}: training ended before the SWA start; no prefix checkpoint")
-    os.replace(stop.last_path, final)
-    env.close()
-    eval_env.close()
+    os.replace(saver.last_path, final)
     return final
 
 

@@ -150,3 +150,25 @@ def test_divergence_continue_keeps_going_with_clean_averages(tmp_path):
     assert max(int(p.stem.split("_")[1]) for p in checkpoint.checkpoints(tmp_path)) == 200
     assert swa.average.n_skipped > 0 and swa.average.n_averaged > 0
     assert all(np.isfinite(a.numpy()).all() for a in swa.average.averages.values())
+
+
+def test_interrupted_prefix_continues_to_the_same_fork_point(tmp_path):
+    config, overrides = CASES["ddpg"]
+    code = (
+        "import sys; from agents.config import load_config; from agents.runner import train_prefix, Interrupted\n"
+        f"cfg = load_config({str(config)!r}, {overrides!r})\n"
+        "try:\n    print(train_prefix(cfg, 'Pendulum-v1', 0, 'smoke', sys.argv[1]))\n"
+        "except Interrupted as e:\n    print('interrupted', e); sys.exit(3)\n"
+    )
+    twin = subprocess.run([sys.executable, "-c", code, str(tmp_path / "twin")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert twin.returncode == 0, twin.stderr
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    while not list((tmp_path / "cut").glob("*/*/prefix/seed0/ckpt/*.ckpt")):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 3
+    again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cut")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and "resuming" in again.stdout, again.stderr
+    a, b = (checkpoint.read(next(Path(d).glob("*/*/prefix/seed0/prefix.ckpt"))) for d in (tmp_path / "twin", tmp_path / "cut"))
+    assert a["num_timesteps"] == b["num_timesteps"] == 675 and a["digest"] == b["digest"]
