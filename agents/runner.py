@@ -90,6 +90,14 @@ def _checkpoint_every(cfg: ExperimentConfig, budget: str) -> int:
     return b.checkpoint_every or max(b.eval_freq, b.timesteps // 10)
 
 
+def _restore(cfg: ExperimentConfig, env_id: str, seed: int, state: dict, swa):
+    """Model, training env and SWA callback state from a checkpoint (a prefix or the run's own)."""
+    model, env = checkpoint.restore(ALGORITHMS[cfg.algo], state, lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True))
+    swa.init_callback(model)
+    swa.load_state_dict(state["callback"])
+    return model, env
+
+
 def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, root: str | Path, command: str = "") -> Path:
     """Train up to the SWA start once; the checkpoint both arms of a forked pair continue from.
 
@@ -114,9 +122,7 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
         env = make_env(cfg, env_id, cfg.n_envs, seed, training=True)
         model = build_model(cfg, budget, env, seed)
     else:
-        model, env = checkpoint.restore(ALGORITHMS[cfg.algo], found[1], lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True))
-        swa.init_callback(model)
-        swa.load_state_dict(found[1]["callback"])
+        model, env = _restore(cfg, env_id, seed, found[1], swa)
         print(f"resuming {path} from {found[0].name}", flush=True)
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
     start_step = resolve_steps("start", cfg.swa.start, b.timesteps)
@@ -180,9 +186,7 @@ def run(
         env = make_env(cfg, env_id, cfg.n_envs, seed, training=True)
         model = build_model(cfg, budget, env, seed)
     else:
-        model, env = checkpoint.restore(ALGORITHMS[cfg.algo], source, lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True))
-        swa.init_callback(model)
-        swa.load_state_dict(source["callback"])
+        model, env = _restore(cfg, env_id, seed, source, swa)
         if found:
             print(f"resuming {path} from {found[0].name} (step {source['num_timesteps']})", flush=True)
     fork_step = source["num_timesteps"] if prefix else None
