@@ -56,5 +56,6 @@ def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None,
     return SWACallback(
         start=s.start, update_every=every, mode=s.mode, decay=s.decay, parts=s.parts,
         eval_env=eval_env, eval_freq=eval_freq, n_eval_episodes=eval_episodes, eval_seed=cfg.eval.seed,
-        deterministic=cfg.eval.deterministic, averages=list(s.averages), posthoc_points=s.posthoc_points, **lr,
+        deterministic=cfg.eval.deterministic, averages=list(s.averages), posthoc_points=s.posthoc_points,
+        posthoc_sigma_rels=list(s.posthoc_sigma_rels), **lr,
     )

@@ -47,7 +47,20 @@ class SWASettings(_Strict):
     cycle: int | None = Field(None, ge=1)
     swa_lr_max: float | None = Field(None, gt=0)
     posthoc_points: int = Field(0, ge=0, description="saved states of a running equal average, for choosing the window after training")
+    posthoc_sigma_rels: list[float] = Field(
+        default_factory=lambda: [0.05, 0.10],
+        description="with posthoc_points: relative widths of the power EMAs saved for post-hoc EMA synthesis",
+    )
     averages: list[str] = Field(default_factory=list, description="further averages on the same trajectory, e.g. [swa@0.5, ema@0.999]")
+
+    @field_validator("posthoc_sigma_rels")
+    @classmethod
+    def _sigma_rels(cls, v):
+        from rl_swa.posthoc import MAX_SIGMA_REL
+
+        if len(set(v)) != len(v) or not all(0 < x < MAX_SIGMA_REL for x in v):
+            raise ValueError(f"must be distinct floats in (0, {MAX_SIGMA_REL:.4f}), e.g. [0.05, 0.1]")
+        return v
 
     @field_validator("averages")
     @classmethod

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 STATE_VERSION = 1
-MODES = ("swa", "ema")
+MODES = ("swa", "ema", "power")
 BUFFER_POLICIES = ("copy", "average", "ignore")
 
 
@@ -72,11 +72,38 @@ class _EMARule(_Rule):
         return {"decay": self.decay, "warmup": self.warmup}
 
 
-def _make_rule(mode: str, decay: float, warmup: bool) -> _Rule:
+class _PowerRule(_Rule):
+    """Power-function EMA of Karras et al. (2024): ``beta_t = (1 - 1/t) ** (gamma + 1)`` at snapshot ``t``.
+
+    The average weighs snapshot ``tau`` of ``t`` in proportion to ``tau ** gamma``: its profile
+    keeps the same shape relative to the run's length, which is what lets post-hoc EMA
+    synthesize other profiles from a few saved ones. ``gamma = 0`` is the equal average.
+    """
+
+    name = "power"
+
+    def __init__(self, gamma: float):
+        self.gamma = gamma
+
+    def host_weight(self, n_averaged: int) -> float:
+        return 1.0 - (1.0 - 1.0 / (n_averaged + 1)) ** (self.gamma + 1.0)
+
+    def device_weight(self, n_averaged: Tensor) -> Tensor:
+        return 1.0 - (1.0 - 1.0 / (n_averaged + 1)) ** (self.gamma + 1.0)
+
+    def config(self) -> dict:
+        return {"gamma": self.gamma}
+
+
+def _make_rule(mode: str, decay: float, warmup: bool, gamma: float | None = None) -> _Rule:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not supported; allowed: {', '.join(MODES)}")
     if mode == "swa":
         return _EqualRule()
+    if mode == "power":
+        if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and gamma >= 0 and math.isfinite(gamma)):
+            raise ValueError(f"gamma={gamma!r} is not allowed; mode='power' needs a finite float >= 0")
+        return _PowerRule(float(gamma))
     if not (isinstance(decay, (int, float)) and 0.0 < decay < 1.0):
         raise ValueError(f"decay={decay!r} is not allowed; it must be a float in (0, 1)")
     return _EMARule(float(decay), bool(warmup))
@@ -108,7 +135,9 @@ class WeightAverage:
 
     ``mode="swa"`` is the equal average of Izmailov et al. (the first snapshot is copied, then
     ``w += (x - w) / (n + 1)``); ``mode="ema"`` an exponential moving average with ``decay``
-    (optionally warmed up as in timm's ModelEmaV3). The update is one multi-tensor
+    (optionally warmed up as in timm's ModelEmaV3); ``mode="power"`` the power-function EMA of
+    Karras et al. (2024) with exponent ``gamma``, whose saved states feed post-hoc EMA
+    (:mod:`rl_swa.posthoc`). The update is one multi-tensor
     ``torch._foreach_lerp_`` per (device, dtype) group, and the snapshot counter is a host int,
     so an update never synchronizes host and device.
 
@@ -125,6 +154,7 @@ class WeightAverage:
         of name -> tensor, or an iterable of tensors. The tensors are tracked, not copied.
     :param mode: ``"swa"`` (equal average) or ``"ema"``.
     :param decay: EMA decay in (0, 1); used with ``mode="ema"`` only.
+    :param gamma: exponent of ``mode="power"`` (>= 0; 0 is the equal average).
     :param warmup: EMA only: ramp the decay up as ``1 - (1 + n) ** (-2/3)`` until it reaches ``decay``.
     :param buffers: for a module's buffers (BatchNorm running statistics): ``"copy"`` them from
         the live module at each snapshot (torch's ``AveragedModel`` default), ``"average"`` the
@@ -140,10 +170,11 @@ class WeightAverage:
         warmup: bool = False,
         buffers: str = "copy",
         skip_nonfinite: bool = True,
+        gamma: float | None = None,
     ):
         if buffers not in BUFFER_POLICIES:
             raise ValueError(f"buffers={buffers!r} is not supported; allowed: {', '.join(BUFFER_POLICIES)}")
-        self._rule = _make_rule(mode, decay, warmup)
+        self._rule = _make_rule(mode, decay, warmup, gamma)
         self.buffers = buffers
         self.skip_nonfinite = bool(skip_nonfinite)
         params, bufs, self.module = _named_tensors(source, buffers)
@@ -350,6 +381,8 @@ class WeightAverage:
             raise ValueError(f"WeightAverage state version {state['version']!r} is not supported (expected {STATE_VERSION})")
         if state["mode"] != self.mode:
             raise ValueError(f"state holds a {state['mode']!r} average, this WeightAverage is {self.mode!r}")
+        if state.get("rule", {}) != self._rule.config() and self.mode == "power":
+            raise ValueError(f"state holds a power average with {state.get('rule')}, this WeightAverage has {self._rule.config()}")
         saved = state["averages"]
         expected = self.names + self.copied_names
         if sorted(saved) != sorted(expected):
@@ -365,25 +398,3 @@ class WeightAverage:
         self._skipped_host = int(state["n_skipped"])
         self._n_dev.fill_(self._n_host)
         self._skipped_dev.fill_(self._skipped_host)
-
-
-
-def window_average(later: Mapping, earlier: Mapping | None = None) -> dict[str, Tensor]:
-    """The exact equal average of the snapshots between two saved states of one running average.
-
-    ``later`` and ``earlier`` are ``{"n": count, "averages": {name: tensor}}`` taken from the same
-    equal (SWA) running average at two times; the snapshots taken after ``earlier`` and up to
-    ``later`` average to ``(n_b * A_b - n_a * A_a) / (n_b - n_a)``. Computed in float64, returned
-    in the tensors' dtype. ``earlier=None`` means from the first snapshot.
-    """
-    n_b = int(later["n"])
-    n_a = 0 if earlier is None else int(earlier["n"])
-    if n_b <= n_a:
-        raise ValueError(f"empty window: the later state holds {n_b} snapshots, the earlier {n_a}")
-    out = {}
-    for name, a_b in later["averages"].items():
-        total = a_b.double() * n_b
-        if earlier is not None:
-            total -= earlier["averages"][name].double() * n_a
-        out[name] = (total / (n_b - n_a)).to(a_b.dtype)
-    return out

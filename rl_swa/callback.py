@@ -14,7 +14,10 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
-from rl_swa.averaging import MODES, WeightAverage
+from rl_swa.averaging import WeightAverage
+from rl_swa.posthoc import MAX_SIGMA_REL, gamma_of
+
+MODES = ("swa", "ema")
 from rl_swa.policy import SWAPolicy
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
 
@@ -125,7 +128,11 @@ class SWACallback(BaseCallback):
     :param posthoc_points: keep an equal running average from the first update and save it (with
         its count) at this many evenly spaced times (host copies, one per point), so that the
         equal average over any window between two saved times can be rebuilt exactly after
-        training (:func:`rl_swa.averaging.window_average`, ``scripts/posthoc.py``). 0 disables.
+        training (:func:`rl_swa.posthoc.window_average`, ``scripts/posthoc.py``). 0 disables.
+    :param posthoc_sigma_rels: with ``posthoc_points``, also keep one power-function EMA per
+        relative width (Karras et al. 2024; 0.05 and 0.10 as in the paper) from the first update
+        and save them at the same times, so that EMA profiles of any width can be synthesized
+        after training (:func:`rl_swa.posthoc.synthesize_ema`). Each is one more on-device copy.
     :param verbose: 0 silent, 1 a line per evaluation.
     """
 
@@ -151,6 +158,7 @@ class SWACallback(BaseCallback):
         skip_nonfinite: bool = True,
         averages: list[str] | tuple[str, ...] | None = None,
         posthoc_points: int = 0,
+        posthoc_sigma_rels: list[float] | tuple[float, ...] = (0.05, 0.10),
         verbose: int = 0,
     ):
         super().__init__(verbose)
@@ -196,6 +204,14 @@ class SWACallback(BaseCallback):
         if not _is_int(posthoc_points) or posthoc_points < 0:
             raise _bad("posthoc_points", posthoc_points, "it must be an int >= 0")
         self.posthoc_points = int(posthoc_points)
+        allowed = f"a list of distinct floats in (0, {MAX_SIGMA_REL:.4f}), e.g. [0.05, 0.1]"
+        if not isinstance(posthoc_sigma_rels, (list, tuple)) or len(set(posthoc_sigma_rels)) != len(posthoc_sigma_rels):
+            raise _bad("posthoc_sigma_rels", posthoc_sigma_rels, allowed)
+        for sigma in posthoc_sigma_rels:
+            if not (_is_real(sigma) and 0 < sigma < MAX_SIGMA_REL):
+                raise _bad("posthoc_sigma_rels", posthoc_sigma_rels, allowed)
+        self.posthoc_sigma_rels = [float(sigma) for sigma in posthoc_sigma_rels]
+        self.posthoc_power: list[WeightAverage] = []
         self.posthoc: list[dict[str, Any]] = []  # saved states of the running average
         self.posthoc_average: WeightAverage | None = None
         self._posthoc_next: int | None = None
@@ -247,6 +263,10 @@ class SWACallback(BaseCallback):
         if self.posthoc_points and self.posthoc_average is None:
             tensors = select_tensors(self.model, self.parts)
             self.posthoc_average = WeightAverage(tensors, skip_nonfinite=self.skip_nonfinite)
+            self.posthoc_power = [
+                WeightAverage(tensors, mode="power", gamma=gamma_of(sigma), skip_nonfinite=self.skip_nonfinite)
+                for sigma in self.posthoc_sigma_rels
+            ]
         for name, mode, decay, _ in self.extra_specs:
             if name not in self.extra:
                 tensors = tensors or select_tensors(self.model, self.parts)
@@ -291,10 +311,15 @@ class SWACallback(BaseCallback):
         average = self.posthoc_average
         if not (average.n_updates and average.n_averaged) or (self.posthoc and self.posthoc[-1]["n"] == average.n_averaged):
             return
+        def host_copy(avg: WeightAverage) -> dict:
+            return {name: avg.averages[name].to("cpu", copy=True) for name in avg.names}
+
         self.posthoc.append({
             "step": int(self.model.num_timesteps),
             "n": average.n_averaged,
-            "averages": {name: average.averages[name].to("cpu", copy=True) for name in average.names},
+            "averages": host_copy(average),
+            "power": [{"gamma": gamma_of(sigma), "sigma_rel": sigma, "n": p.n_averaged, "averages": host_copy(p)}
+                      for sigma, p in zip(self.posthoc_sigma_rels, self.posthoc_power)],
         })
 
     def _after_update(self, optimizer, args, kwargs) -> None:
@@ -306,6 +331,8 @@ class SWACallback(BaseCallback):
                     average.update()
             if self.posthoc_average is not None:
                 self.posthoc_average.update()
+                for average in self.posthoc_power:
+                    average.update()
         if self._posthoc_next is not None and step >= self._posthoc_next:
             self._save_posthoc_point()
             self._posthoc_next = self._next_posthoc_step(step)
@@ -425,6 +452,7 @@ class SWACallback(BaseCallback):
             "updates_seen": self.updates_seen,
             "extra": {name: average.state_dict() for name, average in self.extra.items()},
             "posthoc_average": None if self.posthoc_average is None else self.posthoc_average.state_dict(),
+            "posthoc_power": [average.state_dict() for average in self.posthoc_power],
             "posthoc": list(self.posthoc),
             "next_eval": self._next_eval,
             "evaluations": list(self.evaluations),
@@ -447,6 +475,11 @@ class SWACallback(BaseCallback):
             if state.get("posthoc_average") is None:
                 raise ValueError("SWACallback state holds no post-hoc average, this callback keeps one (posthoc_points > 0)")
             self.posthoc_average.load_state_dict(state["posthoc_average"])
+            power = state.get("posthoc_power", [])
+            if len(power) != len(self.posthoc_power):
+                raise ValueError(f"SWACallback state holds {len(power)} post-hoc power EMAs, this callback {len(self.posthoc_power)} (posthoc_sigma_rels)")
+            for average, saved in zip(self.posthoc_power, power):
+                average.load_state_dict(saved)
             self.posthoc = list(state["posthoc"])
         self._next_eval = int(state["next_eval"])
         self.evaluations = list(state["evaluations"])

@@ -3,9 +3,15 @@
     python scripts/posthoc.py runs/<experiment>/<env>/baseline/seed0 [--val-episodes 10] [--test-episodes 10]
 
 Needs a run trained with ``swa.posthoc_points > 0`` (its ``posthoc.pt`` holds the running equal
-average at evenly spaced times). Every window [t_a, t_b] between two saved times is rebuilt
-exactly (``rl_swa.averaging.window_average``) and scored on validation episodes; the best window
-is then scored on test episodes next to the online policy and the run's fixed-start average.
+average, and the power EMAs of ``swa.posthoc_sigma_rels``, at evenly spaced times). Candidates:
+
+- every window [t_a, t_b] between two saved times, rebuilt exactly (``rl_swa.posthoc.window_average``);
+- post-hoc EMA profiles at the end of the run for each ``--sigma-rels`` width, synthesized from
+  the saved averages (``rl_swa.posthoc.synthesize_ema``; runs saved before power EMAs existed
+  get windows only).
+
+All are scored on validation episodes; the best of all, the best window and the best EMA profile
+are then scored on test episodes next to the online policy and the run's fixed-start average.
 
 Validation and test episodes are seeded from disjoint ranges (``episode_seeds``): the selection
 code only ever receives validation seeds, so selecting on test episodes is impossible.
@@ -27,6 +33,7 @@ import torch
 import yaml
 
 from agents.config import ConfigError, parse_config
+from agents.files import atomic_write
 from scripts._cli import guarded
 
 VALIDATION_OFFSET = 1_000_000  # validation seeds: eval seed + 1e6 + i; test seeds: eval seed + i
@@ -66,18 +73,40 @@ def select_window(candidates, score_on_validation) -> tuple[int, list[float]]:
     return int(np.argmax(scores)), scores
 
 
+def candidates_of(points: list[dict], sigma_rels: list[float]) -> list[dict]:
+    """Every window between saved times and every EMA profile: ``{"kind", "label", "weights", ...}``."""
+    from rl_swa.posthoc import synthesize_ema, window_average
+
+    out = []
+    for a, b in windows(points):
+        start = 0 if a is None else a["step"]
+        out.append({"kind": "window", "label": f"window {start}-{b['step']}", "from_step": start, "to_step": b["step"],
+                    "snapshots": b["n"] - (0 if a is None else a["n"]), "weights": window_average(b, a)})
+    if any(p.get("power") for p in points):
+        for sigma in sigma_rels:
+            weights, error = synthesize_ema(points, sigma)
+            out.append({"kind": "ema", "label": f"ema sigma_rel={sigma}", "sigma_rel": sigma, "to_step": points[-1]["step"],
+                        "profile_error": round(error, 4), "weights": weights})
+    return out
+
+
 @guarded
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--val-episodes", type=int, default=10)
     p.add_argument("--test-episodes", type=int, default=10)
+    p.add_argument("--sigma-rels", type=float, nargs="+", default=[0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25],
+                   help="widths of the post-hoc EMA profiles to try (relative standard deviation, Karras et al. 2024)")
     args = p.parse_args()
     from agents.builders import ALGORITHMS
     from rl_swa import SWAPolicy
-    from rl_swa.averaging import window_average
+    from rl_swa.posthoc import MAX_SIGMA_REL
 
     torch.set_num_threads(1)
+    for sigma in args.sigma_rels:
+        if not 0 < sigma < MAX_SIGMA_REL:
+            raise ConfigError(f"--sigma-rels: {sigma} is not allowed; each must be in (0, {MAX_SIGMA_REL:.4f})")
     run = Path(args.run_dir)
     for need in ("config.yaml", "model.zip", "posthoc.pt"):
         if not (run / need).is_file():
@@ -101,20 +130,30 @@ def main() -> int:
         policy.load_state_dict(state)
         return SWAPolicy(policy)
 
-    candidates = windows(points)
-    best, val_scores = select_window(candidates, lambda c: play(policy_with(window_average(c[1], c[0])), cfg, env_id, val_seeds, det))
-    a, b = candidates[best]
-    chosen = {"from_step": 0 if a is None else a["step"], "to_step": b["step"], "snapshots": b["n"] - (0 if a is None else a["n"])}
+    candidates = candidates_of(points, args.sigma_rels)
+    best, val_scores = select_window(candidates, lambda c: play(policy_with(c["weights"]), cfg, env_id, val_seeds, det))
+
+    def described(i: int) -> dict:
+        return {k: v for k, v in candidates[i].items() if k != "weights"} | {"validation": val_scores[i]}
+
     result = {
         "run": str(run), "env": env_id, "val_seeds": [val_seeds[0], val_seeds[-1]], "test_seeds": [test_seeds[0], test_seeds[-1]],
-        "saved_points": [(p["step"], p["n"]) for p in points], "windows_tried": len(candidates),
-        "chosen_window": chosen, "chosen_validation": val_scores[best],
+        "saved_points": [(p["step"], p["n"]) for p in points], "windows_tried": sum(c["kind"] == "window" for c in candidates),
+        "ema_profiles_tried": sum(c["kind"] == "ema" for c in candidates),
+        "chosen": described(best),
         "test_online": play(model, cfg, env_id, test_seeds, det),
-        "test_posthoc": play(policy_with(window_average(b, a)), cfg, env_id, test_seeds, det),
+        "test_posthoc": play(policy_with(candidates[best]["weights"]), cfg, env_id, test_seeds, det),
+        "validation": {c["label"]: v for c, v in zip(candidates, val_scores)},
     }
+    for kind in ("window", "ema"):  # the best of each family, also chosen on validation only
+        family = [i for i, c in enumerate(candidates) if c["kind"] == kind]
+        if family:
+            pick = max(family, key=lambda i: val_scores[i])
+            result[f"chosen_{kind}"] = described(pick)
+            result[f"test_posthoc_{kind}"] = result["test_posthoc"] if pick == best else play(policy_with(candidates[pick]["weights"]), cfg, env_id, test_seeds, det)
     if (run / "swa_policy.zip").exists():
         result["test_fixed_start"] = play(SWAPolicy.load(run / "swa_policy.zip", device="cpu"), cfg, env_id, test_seeds, det)
-    (run / "posthoc.json").write_text(json.dumps(result, indent=1))
+    atomic_write(run / "posthoc.json", json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0
 

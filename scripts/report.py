@@ -192,6 +192,19 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
     return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
 
 
+POSTHOC_SCORES = ("test_online", "test_fixed_start", "test_posthoc", "test_posthoc_window", "test_posthoc_ema")
+POSTHOC_PAIRS = (("test_posthoc", "test_fixed_start"), ("test_posthoc", "test_online"),
+                 ("test_posthoc_window", "test_fixed_start"), ("test_posthoc_ema", "test_fixed_start"),
+                 ("test_posthoc_ema", "test_posthoc_window"))
+
+
+def _chosen_label(posthoc: dict) -> str:
+    if "chosen" in posthoc:
+        return posthoc["chosen"]["label"]
+    window = posthoc["chosen_window"]  # posthoc.json written before EMA profiles existed
+    return f"window {window['from_step']}-{window['to_step']}"
+
+
 def _posthoc(runs: list[dict], env: str, reps: int) -> dict:
     """Test scores of post-hoc windows (scripts/posthoc.py) vs the online policy and the fixed start, per variant."""
     out = {}
@@ -199,13 +212,16 @@ def _posthoc(runs: list[dict], env: str, reps: int) -> dict:
         rows = [r["posthoc"] for r in runs if r["env"] == env and r["variant"] == variant and r.get("posthoc")]
         if not rows:
             continue
-        entry = {"n": len(rows), "windows": [(p["chosen_window"]["from_step"], p["chosen_window"]["to_step"]) for p in rows]}
-        for key in ("test_online", "test_fixed_start", "test_posthoc"):
+        entry = {"n": len(rows), "chosen": [_chosen_label(p) for p in rows]}
+        for key in POSTHOC_SCORES:
             x = np.array([p[key] for p in rows if key in p], dtype=float)
-            entry[key] = {"mean": float(x.mean()), "ci": bootstrap_ci(x, reps=reps)}
-        for a, b in (("test_posthoc", "test_fixed_start"), ("test_posthoc", "test_online")):
+            if x.size:
+                entry[key] = {"n": int(x.size), "mean": float(x.mean()), "ci": bootstrap_ci(x, reps=reps)}
+        for a, b in POSTHOC_PAIRS:
             d = np.array([p[a] - p[b] for p in rows if a in p and b in p], dtype=float)
-            entry[f"{a} - {b}"] = {"mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps), "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
+            if d.size:
+                entry[f"{a} - {b}"] = {"n": int(d.size), "mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps),
+                                       "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
         out[variant] = entry
     return out
 
@@ -260,13 +276,15 @@ def markdown(summary: dict, title: str) -> str:
         for name, p in data["paired"].items():
             lines.append(f"| {name} | {p['n']} | {_fmt(p['mean'])} | [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] | {p['wins']} / {p['ties']} |")
         for variant, ph in data.get("posthoc", {}).items():
-            lines += ["", f"Post-hoc window ({variant} runs, chosen on validation episodes, scored on test episodes; windows {ph['windows']}):", "",
+            lines += ["", f"Post-hoc averaging ({variant} runs, chosen on validation episodes, scored on test episodes; chosen: {ph['chosen']}):", "",
                       "| test score | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
-            for key in ("test_online", "test_fixed_start", "test_posthoc"):
-                lines.append(f"| {key} | {ph['n']} | {_fmt(ph[key]['mean'])} | [{_fmt(ph[key]['ci'][0])}, {_fmt(ph[key]['ci'][1])}] | |")
-            for key in ("test_posthoc - test_fixed_start", "test_posthoc - test_online"):
-                d = ph[key]
-                lines.append(f"| {key} | {ph['n']} | {_fmt(d['mean'])} | [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}] | {d['wins']} / {d['ties']} |")
+            for key in POSTHOC_SCORES:
+                if key in ph:
+                    lines.append(f"| {key} | {ph[key]['n']} | {_fmt(ph[key]['mean'])} | [{_fmt(ph[key]['ci'][0])}, {_fmt(ph[key]['ci'][1])}] | |")
+            for a, b in POSTHOC_PAIRS:
+                if (key := f"{a} - {b}") in ph:
+                    d = ph[key]
+                    lines.append(f"| {key} | {d['n']} | {_fmt(d['mean'])} | [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}] | {d['wins']} / {d['ties']} |")
         lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
     agg = summary["aggregate"]
     if agg:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from stable_baselines3 import A2C
 
 from rl_swa import SWACallback
-from rl_swa.averaging import window_average
+from rl_swa.averaging import WeightAverage
+from rl_swa.posthoc import gamma_of, synthesize_ema, window_average
 from scripts.posthoc import episode_seeds, select_window, windows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,101 @@ def test_window_rebuilt_from_saved_running_averages_equals_direct_average():
             direct = torch.stack([s[name] for step, s in snaps if lo < step <= later["step"]]).mean(0)
             torch.testing.assert_close(value, direct, rtol=1e-5, atol=1e-6)
     assert len(windows(swa.posthoc)) == 10  # 4 ends x (start or an earlier point)
+
+
+def test_power_ema_weighs_snapshots_as_karras_power_function():
+    gamma = 2.5
+    x = torch.zeros(3, dtype=torch.float64)
+    average = WeightAverage([x], mode="power", gamma=gamma)
+    snaps = [torch.randn(3, dtype=torch.float64) for _ in range(40)]
+    for s in snaps:
+        x.copy_(s)
+        average.update()
+    # Karras et al.: beta_t = (1 - 1/t)^(gamma+1), i.e. snapshot tau of t weighs prod over later t of beta, times (1 - beta_tau)
+    weights = []
+    for tau in range(1, 41):
+        w = 1 - (1 - 1 / tau) ** (gamma + 1)
+        for t in range(tau + 1, 41):
+            w *= (1 - 1 / t) ** (gamma + 1)
+        weights.append(w)
+    expected = sum(w * s for w, s in zip(weights, snaps))
+    torch.testing.assert_close(average.averages["0"], expected)
+    assert weights[-1] > weights[20] > weights[0]  # later snapshots weigh more
+    equal = WeightAverage([x], mode="power", gamma=0)
+    x.copy_(snaps[0]); equal.update(); x.copy_(snaps[1]); equal.update()
+    torch.testing.assert_close(equal.averages["0"], (snaps[0] + snaps[1]) / 2)
+    with pytest.raises(ValueError, match="gamma"):
+        WeightAverage([x], mode="power", gamma=-1.0)
+
+
+def _trajectory_points(sigma_rels, steps=2000, every=200):
+    """Saved equal and power averages along a smooth trajectory; the direct power EMA of any width for comparison."""
+    torch.manual_seed(0)
+    coef = torch.randn(4, 50, dtype=torch.float64)
+    path = [coef[0] + coef[1] * u + coef[2] * u**2 + coef[3] * torch.sin(torch.tensor(6 * u)) for u in (t / steps for t in range(1, steps + 1))]
+    x = torch.zeros(50, dtype=torch.float64)
+    equal = WeightAverage({"w": x})
+    power = [WeightAverage({"w": x}, mode="power", gamma=gamma_of(s)) for s in sigma_rels]
+    points = []
+    for t, value in enumerate(path, 1):
+        x.copy_(value)
+        for a in (equal, *power):
+            a.update()
+        if t % every == 0:
+            points.append({"step": t, "n": equal.n_averaged, "averages": {"w": equal.averages["w"].clone()},
+                           "power": [{"gamma": gamma_of(s), "n": p.n_averaged, "averages": {"w": p.averages["w"].clone()}}
+                                     for s, p in zip(sigma_rels, power)]})
+
+    def direct(sigma):
+        a = WeightAverage({"w": x}, mode="power", gamma=gamma_of(sigma))
+        for value in path:
+            x.copy_(value)
+            a.update()
+        return a.averages["w"]
+
+    return points, direct
+
+
+def test_posthoc_ema_reproduces_a_saved_profile_and_approximates_others():
+    points, direct = _trajectory_points([0.05, 0.10])
+    saved, error = synthesize_ema(points, 0.10)  # a saved profile: solved exactly
+    assert error < 1e-6
+    torch.testing.assert_close(saved["w"], points[-1]["power"][1]["averages"]["w"])
+    for sigma in (0.03, 0.07, 0.15, 0.2):
+        synthesized, error = synthesize_ema(points, sigma)
+        target = direct(sigma)
+        nearest = min((target - q["averages"]["w"]).norm() for q in points[-1]["power"])
+        # far closer to the true power EMA of that width than any saved average is
+        assert (synthesized["w"] - target).norm() < 0.01 * nearest, sigma
+        assert 0 <= error < 0.1
+    with pytest.raises(ValueError, match="sigma_rel"):
+        synthesize_ema(points, 0.5)
+
+
+def test_callback_saves_power_emas_that_resume_exactly():
+    def run():
+        model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+        swa = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05, 0.2])
+        model.learn(400, callback=swa)
+        return swa
+
+    swa = run()
+    assert [len(p["power"]) for p in swa.posthoc] == [2, 2, 2, 2]
+    assert all(q["n"] == p["n"] for p in swa.posthoc for q in p["power"])
+    last = swa.posthoc[-1]["power"]
+    assert not torch.equal(last[0]["averages"]["mlp_extractor.policy_net.0.weight"], last[1]["averages"]["mlp_extractor.policy_net.0.weight"])
+    state = swa.state_dict()
+    other = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05, 0.2])
+    other.init_callback(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])))
+    other.load_state_dict(state)
+    assert all(torch.equal(a.averages[n], b.averages[n]) for a, b in zip(other.posthoc_power, swa.posthoc_power) for n in a.averages)
+    mismatch = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05])
+    mismatch.init_callback(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])))
+    with pytest.raises(ValueError, match="posthoc_sigma_rels"):
+        mismatch.load_state_dict(state)
+    for bad in ([0.05, 0.05], [0.3], "0.05", [0]):
+        with pytest.raises(ValueError, match="posthoc_sigma_rels"):
+            SWACallback(posthoc_points=4, posthoc_sigma_rels=bad)
 
 
 def test_empty_window_is_an_error():
@@ -65,7 +161,11 @@ def test_posthoc_script_on_a_finished_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run / "posthoc.json").read_text())
     assert result["windows_tried"] == len(result["saved_points"]) * (len(result["saved_points"]) + 1) // 2
-    assert {"test_online", "test_posthoc", "test_fixed_start"} <= set(result)
+    assert result["ema_profiles_tried"] == 9
+    assert {"test_online", "test_posthoc", "test_fixed_start", "test_posthoc_window", "test_posthoc_ema"} <= set(result)
+    best = max(result["validation"].values())
+    assert result["chosen"]["validation"] == best  # chosen on validation scores
+    assert result["chosen_ema"]["label"].startswith("ema") and result["chosen_window"]["label"].startswith("window")
     assert result["val_seeds"][0] > result["test_seeds"][1]
     missing = subprocess.run([sys.executable, str(ROOT / "scripts/posthoc.py"), str(tmp_path)], capture_output=True, text=True)
     assert missing.returncode == 2 and "posthoc_points" in missing.stderr

@@ -89,9 +89,15 @@ def test_further_averages_get_their_own_rows_and_pairs(tmp_path):
 def test_posthoc_results_are_summarized(grid):
     for seed, (online, fixed, posthoc) in enumerate([(10, 12, 15), (20, 22, 21), (30, 30, 30)]):
         d = grid / "Toy-v0" / "baseline" / f"seed{seed}"
-        (d / "posthoc.json").write_text(json.dumps({"chosen_window": {"from_step": 1, "to_step": 3}, "test_online": online,
-                                                     "test_fixed_start": fixed, "test_posthoc": posthoc}))
+        row = {"test_online": online, "test_fixed_start": fixed, "test_posthoc": posthoc}
+        if seed < 2:  # written before EMA profiles existed
+            row["chosen_window"] = {"from_step": 1, "to_step": 3}
+        else:
+            row |= {"chosen": {"label": "ema sigma_rel=0.1"}, "test_posthoc_window": 29, "test_posthoc_ema": 30}
+        (d / "posthoc.json").write_text(json.dumps(row))
     ph = summarize(load_runs(grid), last_k=1, reps=200)["per_env"]["Toy-v0"]["posthoc"]["baseline"]
     assert ph["test_posthoc"]["mean"] == pytest.approx(22.0)
+    assert ph["chosen"] == ["window 1-3", "window 1-3", "ema sigma_rel=0.1"]
+    assert ph["test_posthoc_ema - test_posthoc_window"]["n"] == 1 and ph["test_posthoc_ema - test_posthoc_window"]["mean"] == 1
     diff = ph["test_posthoc - test_fixed_start"]
     assert diff["mean"] == pytest.approx((3 - 1 + 0) / 3) and diff["wins"] == 1 and diff["ties"] == 1

@@ -1,0 +1,99 @@
+"""Post-hoc averaging: averages rebuilt after training from a few saved running averages.
+
+Two families, both from states saved at a handful of times during one run (``SWACallback(posthoc_points=S)``):
+
+- :func:`window_average`: the exact equal average over any window between two saved times of a
+  running equal average;
+- :func:`synthesize_ema`: post-hoc EMA (Karras et al. 2024, "Analyzing and Improving the Training
+  Dynamics of Diffusion Models", Algorithm 3): a power-function EMA with any relative width
+  ``sigma_rel``, approximated as the least-squares combination of the saved power EMAs (and of
+  the saved equal averages, which are power EMAs with ``gamma = 0``). The profile algebra is
+  ema-pytorch's (``p_dot_p``, ``solve_weights``, ``sigma_rel_to_gamma``).
+
+A saved point is ``{"step", "n", "averages": {name: tensor}, "power": [{"gamma", "n", "averages"}]}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from ema_pytorch.post_hoc_ema import p_dot_p, sigma_rel_to_gamma, solve_weights
+from torch import Tensor
+
+# sigma_rel of the equal average over the whole run (gamma = 0): the widest power profile.
+MAX_SIGMA_REL = math.sqrt(1 / 12)
+
+
+def gamma_of(sigma_rel: float) -> float:
+    """The power-EMA exponent whose profile has relative standard deviation ``sigma_rel``."""
+    if isinstance(sigma_rel, bool) or not (isinstance(sigma_rel, (int, float)) and 0 < sigma_rel < MAX_SIGMA_REL):
+        raise ValueError(f"sigma_rel={sigma_rel!r} is not allowed; it must be a float in (0, {MAX_SIGMA_REL:.4f})")
+    return float(sigma_rel_to_gamma(float(sigma_rel)))
+
+
+
+def window_average(later: Mapping, earlier: Mapping | None = None) -> dict[str, Tensor]:
+    """The exact equal average of the snapshots between two saved states of one running average.
+
+    ``later`` and ``earlier`` are ``{"n": count, "averages": {name: tensor}}`` taken from the same
+    equal (SWA) running average at two times; the snapshots taken after ``earlier`` and up to
+    ``later`` average to ``(n_b * A_b - n_a * A_a) / (n_b - n_a)``. Computed in float64, returned
+    in the tensors' dtype. ``earlier=None`` means from the first snapshot.
+    """
+    n_b = int(later["n"])
+    n_a = 0 if earlier is None else int(earlier["n"])
+    if n_b <= n_a:
+        raise ValueError(f"empty window: the later state holds {n_b} snapshots, the earlier {n_a}")
+    out = {}
+    for name, a_b in later["averages"].items():
+        total = a_b.double() * n_b
+        if earlier is not None:
+            total -= earlier["averages"][name].double() * n_a
+        out[name] = (total / (n_b - n_a)).to(a_b.dtype)
+    return out
+
+
+
+def _basis(points: Sequence[Mapping]) -> list[tuple[int, float, Mapping]]:
+    """Every saved average as (snapshot count t, gamma, averages): equal ones have gamma 0."""
+    basis = [(int(p["n"]), 0.0, p["averages"]) for p in points]
+    for p in points:
+        basis += [(int(q["n"]), float(q["gamma"]), q["averages"]) for q in p.get("power", ())]
+    return [b for b in basis if b[0] > 0]
+
+
+def synthesize_ema(points: Sequence[Mapping], sigma_rel: float) -> tuple[dict[str, Tensor], float]:
+    """Post-hoc EMA at the last saved time with relative width ``sigma_rel``.
+
+    Returns the synthesized averages (in the tensors' dtype, computed in float64) and the
+    relative L2 error of the approximated profile (0 = exact; it is a property of the saved
+    times and exponents, not of the weights, so it can be stated before looking at any score).
+    """
+    gamma_r = gamma_of(sigma_rel)
+    basis = _basis(points)
+    if not basis:
+        raise ValueError("no saved averages to synthesize from")
+    t_i = torch.tensor([float(t) for t, _, _ in basis], dtype=torch.float64)
+    gamma_i = torch.tensor([g for _, g, _ in basis], dtype=torch.float64)
+    t_r = t_i.max().reshape(1)
+    g_r = torch.tensor([gamma_r], dtype=torch.float64)
+    try:
+        weights = solve_weights(t_i, gamma_i, t_r, g_r).squeeze(-1)
+    except torch.linalg.LinAlgError:  # duplicated profiles (e.g. two points with the same count)
+        a = p_dot_p(t_i[:, None], gamma_i[:, None], t_i[None, :], gamma_i[None, :])
+        b = p_dot_p(t_i[:, None], gamma_i[:, None], t_r[None, :], g_r[None, :])
+        weights = torch.linalg.lstsq(a, b).solution.squeeze(-1)
+    a = p_dot_p(t_i[:, None], gamma_i[:, None], t_i[None, :], gamma_i[None, :])
+    b = p_dot_p(t_i, gamma_i, t_r, g_r)
+    target = p_dot_p(t_r, g_r, t_r, g_r)
+    residual = (target - 2 * weights @ b + weights @ a @ weights).clamp(min=0)
+    error = float((residual / target).sqrt())
+    out = {}
+    for name, ref in basis[0][2].items():
+        total = torch.zeros_like(ref, dtype=torch.float64)
+        for w, (_, _, averages) in zip(weights.tolist(), basis):
+            total += w * averages[name].double()
+        out[name] = total.to(ref.dtype)
+    return out, error
