@@ -147,7 +147,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.problem})") from None
+            why = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # a ReaderError (control character) has no .problem
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({why})") from None
         _set_path(data, key.strip(), value)
     return data
 

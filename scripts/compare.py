@@ -21,7 +21,9 @@ import json
 import os
 import sys
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -56,7 +58,7 @@ def _run_job(config, overrides, env_id, variant, seed, budget, root, command, fo
     return run(cfg, env_id, variant, seed, budget, root, command, fork=fork, resume=(path / "config.yaml").exists())
 
 
-def _report(name: str, exc: Exception | None, failures: list[str]) -> None:
+def _report(name: str, exc: BaseException | None, failures: list[str]) -> None:
     if exc is None:
         print(f"done   {name}", flush=True)
         return
@@ -64,16 +66,43 @@ def _report(name: str, exc: Exception | None, failures: list[str]) -> None:
     print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
 
 
-def _pool(jobs: int, tasks: list[tuple], fn, label) -> list[str]:
-    failures = []
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
-        futures = {pool.submit(fn, *t): t for t in tasks}
-        for fut in as_completed(futures):
-            exc = fut.exception()
-            if exc is not None:
-                traceback.print_exception(exc, file=sys.stderr)
-            _report(label(futures[fut]), exc, failures)
+@dataclass
+class Job:
+    fn: Callable
+    args: tuple
+    label: str
+    then: list[Job] = field(default_factory=list)  # submitted when this job succeeds (a prefix's two arms)
+
+
+def _drive(submit: Callable, wait_one: Callable, roots: list[Job]) -> list[str]:
+    """Run jobs as soon as what they need is done: one pool for prefixes and arms, no barrier between them."""
+    failures: list[str] = []
+    pending = {}
+    for job in roots:
+        pending[submit(job)] = job
+    while pending:
+        handle, exc = wait_one(list(pending))
+        job = pending.pop(handle)
+        if exc is not None:
+            traceback.print_exception(exc, file=sys.stderr)
+        _report(job.label, exc, failures)
+        for child in job.then:
+            if exc is None:
+                pending[submit(child)] = child
+            else:
+                _report(child.label, RuntimeError(f"not run: {job.label} failed"), failures)
     return failures
+
+
+def _local_pool(jobs: int, roots: list[Job]) -> list[str]:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
+
+        def wait_one(futures):
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            fut = next(iter(done))
+            return fut, fut.exception()
+
+        return _drive(lambda job: pool.submit(job.fn, *job.args), wait_one, roots)
 
 
 def _ray_task(fn, *args):
@@ -81,22 +110,20 @@ def _ray_task(fn, *args):
     return fn(*args)
 
 
-def _ray_pool(ray, resources: dict, retries: int, tasks: list[tuple], fn, label) -> list[str]:
+def _ray_pool(ray, resources: dict, retries: int, roots: list[Job]) -> list[str]:
     """Each run a Ray task with the config's resources. A failed or preempted task is retried up to
     ``retries`` times; a retry resumes the run from its newest checkpoint in the shared run directory."""
     remote = ray.remote(num_cpus=resources["cpus"], num_gpus=resources["gpus"], max_retries=retries, retry_exceptions=True)(_ray_task)
-    refs = {remote.remote(fn, *t): t for t in tasks}
-    failures = []
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+
+    def wait_one(refs):
+        done, _ = ray.wait(refs, num_returns=1)
         try:
             ray.get(done[0])
-            exc = None
         except Exception as err:  # RayTaskError wraps the run's own exception
-            exc = err
-        _report(label(refs[done[0]]), exc, failures)
-    return failures
+            return done[0], err
+        return done[0], None
+
+    return _drive(lambda job: remote.remote(job.fn, *job.args), wait_one, roots)
 
 
 def _connect_ray(address: str | None, jobs: int):
@@ -147,26 +174,21 @@ def main() -> int:
     fork = not args.no_fork
     command = command_line()
     out = str(Path(args.out).resolve())  # Ray workers may start elsewhere: absolute paths on shared storage
-    if args.backend == "ray":
-        ray = _connect_ray(args.address, args.jobs)
-        resources = cfg.resources.model_dump()
-
-        def pool(tasks, fn, label):
-            return _ray_pool(ray, resources, args.retries, tasks, fn, label)
-    else:
-
-        def pool(tasks, fn, label):
-            return _pool(args.jobs, tasks, fn, label)
-
     todo = [(e, v, s) for e in envs for s in range(args.seeds) for v in VARIANTS if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
     done = len(envs) * args.seeds * len(VARIANTS) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
-    failures = []
-    if fork:
-        prefixes = sorted({(e, s) for e, _, s in todo})
-        failures += pool([(config, args.overrides, e, s, args.budget, out, command) for e, s in prefixes], _prefix_job, lambda t: f"{t[2]} prefix seed{t[3]}")
-    tasks = [(config, args.overrides, e, v, s, args.budget, out, command, fork) for e, v, s in todo]
-    failures += pool(tasks, _run_job, lambda t: f"{t[2]} {t[3]} seed{t[4]}")
+    arms = {(e, s): [] for e, _, s in todo}
+    for e, v, s in todo:
+        arms[e, s].append(Job(_run_job, (config, args.overrides, e, v, s, args.budget, out, command, fork), f"{e} {v} seed{s}"))
+    if fork:  # each prefix once; its arms start as soon as it is done
+        roots = [Job(_prefix_job, (config, args.overrides, e, s, args.budget, out, command), f"{e} prefix seed{s}", then=jobs)
+                 for (e, s), jobs in sorted(arms.items())]
+    else:
+        roots = [job for jobs in arms.values() for job in jobs]
+    if args.backend == "ray":
+        failures = _ray_pool(_connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots)
+    else:
+        failures = _local_pool(args.jobs, roots)
     report = write_report(Path(args.out) / cfg.experiment, reps=args.reps)
     print(f"report: {report}")
     if failures:

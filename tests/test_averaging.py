@@ -1,3 +1,4 @@
+import contextlib
 import pickle
 
 import pytest
@@ -113,6 +114,41 @@ def test_nonfinite_snapshot_is_skipped_and_counted():
     assert avg.n_skipped == 1 and avg.n_averaged == 4 and avg.n_updates == 5
     for a, c in zip(avg.averages.values(), clean):
         assert torch.equal(a, c)
+
+
+def test_accelerator_path_equals_host_path_and_skips_in_bounded_chunks(monkeypatch):
+    # The accelerator path (device-side guard, no host branch) runs on CPU tensors when told to.
+    import rl_swa.averaging as averaging
+
+    monkeypatch.setattr(averaging, "WHERE_CHUNK_BYTES", 64)  # several chunks even for this small net
+    net = _net()
+    host, device = WeightAverage(net), WeightAverage(net)
+    device.on_host = False
+    assert len(device._chunks(device._live)) > 1
+    for i, _ in enumerate(_walk(net, 6)):
+        if i == 3:
+            with torch.no_grad():
+                net[2].bias[0] = float("nan")
+        with pytest.warns(RuntimeWarning) if i == 3 else contextlib.nullcontext():
+            host.update()
+        device.update()
+        if i == 3:
+            with torch.no_grad():
+                net[2].bias[0] = 0.0
+    assert device.n_skipped == host.n_skipped == 1 and device.n_averaged == host.n_averaged == 5
+    for a, b in zip(host.averages.values(), device.averages.values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_guard_does_not_flag_large_finite_half_precision_weights():
+    x = torch.full((100_000,), 1000.0, dtype=torch.float16)  # an fp16 sum would overflow at 65504
+    avg = WeightAverage([x])
+    avg.update()
+    assert avg.n_skipped == 0 and avg.n_averaged == 1
+    x[5] = float("-inf")
+    with pytest.warns(RuntimeWarning):
+        avg.update()
+    assert avg.n_skipped == 1
 
 
 def test_copy_to_and_state_dict_round_trip():

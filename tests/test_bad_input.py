@@ -44,6 +44,11 @@ def test_config_overrides_validate_or_name_the_field(field, value):
         node = node[key]
 
 
+def test_control_character_in_an_override_is_a_config_error():
+    with pytest.raises(ConfigError, match="--set seed: .* not valid YAML"):
+        load_config(CARTPOLE, ["seed=\x1f"])
+
+
 @settings(max_examples=50, deadline=None)
 @given(text=st.text(max_size=40))
 def test_malformed_override_strings(text):

@@ -84,3 +84,23 @@ def test_mujoco_hopper_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["env"] == "Hopper-v5" and result["n_averaged"] == 75  # updates after step 225 of 300
+
+
+def test_arms_start_after_their_own_prefix_and_not_after_a_failed_one(capsys):
+    from scripts.compare import Job, _drive
+
+    order = []
+
+    def submit(job):
+        order.append(job.label)
+        return job.label
+
+    def wait_one(handles):
+        label = handles[0]  # finishes in submission order
+        return label, (RuntimeError("boom") if label == "prefix 1" else None)
+
+    arms = {k: [Job(print, (), f"arm {k}{v}") for v in "ab"] for k in (0, 1)}
+    failures = _drive(submit, wait_one, [Job(print, (), f"prefix {k}", then=arms[k]) for k in (0, 1)])
+    assert order == ["prefix 0", "prefix 1", "arm 0a", "arm 0b"]  # arms of prefix 1 never submitted
+    assert failures == ["prefix 1", "arm 1a", "arm 1b"]
+    assert "not run: prefix 1 failed" in capsys.readouterr().out
