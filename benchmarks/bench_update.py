@@ -3,7 +3,7 @@
     python benchmarks/bench_update.py [--device cpu|cuda] [--threads 1] [--large] [--json out.json]
 
 Models: the A2C NatureCNN policy (Atari, 1.69M params), the DDPG actor + critic ([400, 300],
-Hopper sizes, 253k params) and, with --large, a 25M-parameter MLP. The floor is one
+Hopper sizes, 253k params) and, with --large, a 29M-parameter MLP (the "25M" class). The floor is one
 ``torch._foreach_copy_`` of the same tensors (read once, write once).
 """
 

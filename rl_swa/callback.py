@@ -244,6 +244,7 @@ class SWACallback(BaseCallback):
         self.evaluations: list[dict[str, float]] = []
         self._next_eval = self.eval_freq
         self._hook = None
+        self._clock = None  # the optimizer whose steps are counted (set at each learn())
         self._vec_eval_env: VecEnv | None = None
         self._user_schedule = None
         self._policy_cache: tuple[int, SWAPolicy] | None = None
@@ -301,7 +302,8 @@ class SWACallback(BaseCallback):
                 schedule = AnnealSchedule(self._user_schedule, total, self.start_step, float(self.swa_lr), anneal_steps, self.anneal_strategy)
             self.model.lr_schedule = schedule
         # The optimizer object changes when a model is loaded: (re-)register on each learn().
-        self._hook = clock_optimizer(self.model).register_step_post_hook(self._after_update)
+        self._clock = clock_optimizer(self.model)
+        self._hook = self._clock.register_step_post_hook(self._after_update)
 
     def _next_posthoc_step(self, step: int) -> int:
         points = [round(self._posthoc_total * k / self.posthoc_points) for k in range(1, self.posthoc_points + 1)]
@@ -351,14 +353,14 @@ class SWACallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.average.on_host:  # on an accelerator n_averaged would sync: logged at evaluation
             self.logger.record("swa/n_averaged", self.average.n_averaged)
-        self.logger.record("swa/lr", clock_optimizer(self.model).param_groups[0]["lr"])
+        self.logger.record("swa/lr", self._clock.param_groups[0]["lr"])
 
     def _on_training_end(self) -> None:
         if self.posthoc_average is not None and self.num_timesteps >= self._posthoc_total:
             self._save_posthoc_point()  # the end of the run is always a saved time
         if self._hook is not None:
             self._hook.remove()
-            self._hook = None
+            self._hook = self._clock = None
         if self._user_schedule is not None:
             self.model.lr_schedule = self._user_schedule
         if self._vec_eval_env is not None:
