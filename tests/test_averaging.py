@@ -227,9 +227,10 @@ def test_batchnorm_buffers_copied_or_averaged_and_recomputed():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_update_makes_no_host_device_sync():
+@pytest.mark.parametrize("kwargs", [{}, {"mode": "ema", "decay": 0.9}, {"mode": "power", "gamma": 6.9}])
+def test_cuda_update_makes_no_host_device_sync(kwargs):
     net = _net().cuda()
-    avg = WeightAverage(net)
+    avg = WeightAverage(net, **kwargs)
     avg.update()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
