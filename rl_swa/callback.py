@@ -15,13 +15,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
 from rl_swa.averaging import WeightAverage
-from rl_swa.posthoc import MAX_SIGMA_REL, gamma_of
-
-MODES = ("swa", "ema")
 from rl_swa.policy import SWAPolicy
+from rl_swa.posthoc import MAX_SIGMA_REL, gamma_of
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
 
 CALLBACK_STATE_VERSION = 1
+MODES = ("swa", "ema")  # of the main average; "power" EMAs serve post-hoc synthesis only
 
 
 def _is_int(x) -> bool:
@@ -313,6 +312,7 @@ class SWACallback(BaseCallback):
         average = self.posthoc_average
         if not (average.n_updates and average.n_averaged) or (self.posthoc and self.posthoc[-1]["n"] == average.n_averaged):
             return
+
         def host_copy(avg: WeightAverage) -> dict:
             return {name: avg.averages[name].to("cpu", copy=True) for name in avg.names}
 
