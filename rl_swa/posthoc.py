@@ -8,7 +8,7 @@ Two families, both from states saved at a handful of times during one run (``SWA
   Dynamics of Diffusion Models", Algorithm 3): a power-function EMA with any relative width
   ``sigma_rel``, approximated as the least-squares combination of the saved power EMAs (and of
   the saved equal averages, which are power EMAs with ``gamma = 0``). The profile algebra is
-  ema-pytorch's (``p_dot_p``, ``solve_weights``, ``sigma_rel_to_gamma``).
+  ema-pytorch's (``p_dot_p``, ``sigma_rel_to_gamma``).
 
 A saved point is ``{"step", "n", "averages": {name: tensor}, "power": [{"gamma", "n", "averages"}]}``.
 """
@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from ema_pytorch.post_hoc_ema import p_dot_p, sigma_rel_to_gamma, solve_weights
+from ema_pytorch.post_hoc_ema import p_dot_p, sigma_rel_to_gamma
 from torch import Tensor
 
 # sigma_rel of the equal average over the whole run (gamma = 0): the widest power profile.
@@ -79,14 +79,12 @@ def synthesize_ema(points: Sequence[Mapping], sigma_rel: float) -> tuple[dict[st
     gamma_i = torch.tensor([g for _, g, _ in basis], dtype=torch.float64)
     t_r = t_i.max().reshape(1)
     g_r = torch.tensor([gamma_r], dtype=torch.float64)
-    try:
-        weights = solve_weights(t_i, gamma_i, t_r, g_r).squeeze(-1)
-    except torch.linalg.LinAlgError:  # duplicated profiles (e.g. two points with the same count)
-        a = p_dot_p(t_i[:, None], gamma_i[:, None], t_i[None, :], gamma_i[None, :])
-        b = p_dot_p(t_i[:, None], gamma_i[:, None], t_r[None, :], g_r[None, :])
-        weights = torch.linalg.lstsq(a, b).solution.squeeze(-1)
+    # Karras et al. Algorithm 3: Gram matrix of the saved profiles and their products with the target.
     a = p_dot_p(t_i[:, None], gamma_i[:, None], t_i[None, :], gamma_i[None, :])
     b = p_dot_p(t_i, gamma_i, t_r, g_r)
+    # SVD least squares: the same solution as a plain solve when the saved profiles are distinct,
+    # and a sane one when some nearly coincide (a plain solve then returns huge, cancelling weights).
+    weights = torch.linalg.lstsq(a, b[:, None], driver="gelsd").solution.squeeze(-1)
     target = p_dot_p(t_r, g_r, t_r, g_r)
     residual = (target - 2 * weights @ b + weights @ a @ weights).clamp(min=0)
     error = float((residual / target).sqrt())

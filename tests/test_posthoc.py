@@ -102,6 +102,8 @@ def test_posthoc_ema_reproduces_a_saved_profile_and_approximates_others():
         # far closer to the true power EMA of that width than any saved average is
         assert (synthesized["w"] - target).norm() < 0.01 * nearest, sigma
         assert 0 <= error < 0.1
+    repeated, _ = synthesize_ema(points + [points[-1]], 0.07)  # a duplicated profile: singular system
+    torch.testing.assert_close(repeated["w"], synthesize_ema(points, 0.07)[0]["w"])
     with pytest.raises(ValueError, match="sigma_rel"):
         synthesize_ema(points, 0.5)
 
