@@ -56,11 +56,9 @@ class SWASettings(_Strict):
     @field_validator("posthoc_sigma_rels")
     @classmethod
     def _sigma_rels(cls, v):
-        from rl_swa.posthoc import MAX_SIGMA_REL
+        from rl_swa.posthoc import check_sigma_rels
 
-        if len(set(v)) != len(v) or not all(0 < x < MAX_SIGMA_REL for x in v):
-            raise ValueError(f"must be distinct floats in (0, {MAX_SIGMA_REL:.4f}), e.g. [0.05, 0.1]")
-        return v
+        return check_sigma_rels("posthoc_sigma_rels", v)
 
     @field_validator("averages")
     @classmethod

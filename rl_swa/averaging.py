@@ -86,11 +86,10 @@ class _PowerRule(_Rule):
     def __init__(self, gamma: float):
         self.gamma = gamma
 
-    def host_weight(self, n_averaged: int) -> float:
+    def host_weight(self, n_averaged):  # the same arithmetic serves a host int and a device tensor
         return 1.0 - (1.0 - 1.0 / (n_averaged + 1)) ** (self.gamma + 1.0)
 
-    def device_weight(self, n_averaged: Tensor) -> Tensor:
-        return 1.0 - (1.0 - 1.0 / (n_averaged + 1)) ** (self.gamma + 1.0)
+    device_weight = host_weight
 
     def config(self) -> dict:
         return {"gamma": self.gamma}

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
 from rl_swa.averaging import WeightAverage
 from rl_swa.policy import SWAPolicy
-from rl_swa.posthoc import MAX_SIGMA_REL, gamma_of
+from rl_swa.posthoc import check_sigma_rels, gamma_of
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
 
 CALLBACK_STATE_VERSION = 1
@@ -203,13 +203,7 @@ class SWACallback(BaseCallback):
         if not _is_int(posthoc_points) or posthoc_points < 0:
             raise _bad("posthoc_points", posthoc_points, "it must be an int >= 0")
         self.posthoc_points = int(posthoc_points)
-        allowed = f"a list of distinct floats in (0, {MAX_SIGMA_REL:.4f}), e.g. [0.05, 0.1]"
-        if not isinstance(posthoc_sigma_rels, (list, tuple)) or len(set(posthoc_sigma_rels)) != len(posthoc_sigma_rels):
-            raise _bad("posthoc_sigma_rels", posthoc_sigma_rels, allowed)
-        for sigma in posthoc_sigma_rels:
-            if not (_is_real(sigma) and 0 < sigma < MAX_SIGMA_REL):
-                raise _bad("posthoc_sigma_rels", posthoc_sigma_rels, allowed)
-        self.posthoc_sigma_rels = [float(sigma) for sigma in posthoc_sigma_rels]
+        self.posthoc_sigma_rels = check_sigma_rels("posthoc_sigma_rels", posthoc_sigma_rels)
         self.posthoc_power: list[WeightAverage] = []
         self.posthoc: list[dict[str, Any]] = []  # saved states of the running average
         self.posthoc_average: WeightAverage | None = None

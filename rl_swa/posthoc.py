@@ -33,6 +33,16 @@ def gamma_of(sigma_rel: float) -> float:
     return float(sigma_rel_to_gamma(float(sigma_rel)))
 
 
+def check_sigma_rels(name: str, values) -> list[float]:
+    """Validate a list of distinct relative widths; the error names the field ``name``."""
+    allowed = f"a list of distinct floats in (0, {MAX_SIGMA_REL:.4f}), e.g. [0.05, 0.1]"
+    ok = isinstance(values, (list, tuple)) and len(set(values)) == len(values) and all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < MAX_SIGMA_REL for v in values
+    )
+    if not ok:
+        raise ValueError(f"{name}={values!r} is not allowed; use {allowed}")
+    return [float(v) for v in values]
+
 
 def window_average(later: Mapping, earlier: Mapping | None = None) -> dict[str, Tensor]:
     """The exact equal average of the snapshots between two saved states of one running average.
@@ -53,7 +63,6 @@ def window_average(later: Mapping, earlier: Mapping | None = None) -> dict[str, 
             total -= earlier["averages"][name].double() * n_a
         out[name] = (total / (n_b - n_a)).to(a_b.dtype)
     return out
-
 
 
 def _basis(points: Sequence[Mapping]) -> list[tuple[int, float, Mapping]]:

@@ -101,12 +101,13 @@ def main() -> int:
     args = p.parse_args()
     from agents.builders import ALGORITHMS
     from rl_swa import SWAPolicy
-    from rl_swa.posthoc import MAX_SIGMA_REL
+    from rl_swa.posthoc import check_sigma_rels
 
     torch.set_num_threads(1)
-    for sigma in args.sigma_rels:
-        if not 0 < sigma < MAX_SIGMA_REL:
-            raise ConfigError(f"--sigma-rels: {sigma} is not allowed; each must be in (0, {MAX_SIGMA_REL:.4f})")
+    try:
+        check_sigma_rels("--sigma-rels", args.sigma_rels)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     run = Path(args.run_dir)
     for need in ("config.yaml", "model.zip", "posthoc.pt"):
         if not (run / need).is_file():
