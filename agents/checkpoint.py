@@ -31,6 +31,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.config import ConfigError
 from agents.files import atomic_write
+from rl_swa.adapters import select_tensors
+from rl_swa.averaging import all_finite
 
 MAGIC = b"RLSWA-CKPT-1\n"
 DIVERGENCE_POLICIES = ("stop", "continue")
@@ -160,29 +162,39 @@ class Checkpointer(BaseCallback):
         self.diverged_at: int | None = None
 
     def _on_training_start(self) -> None:
+        # Checked at every rollout boundary: the tensors that train (DDPG's targets only follow
+        # them); all of the policy's, before each save.
+        self._trained = list(select_tensors(self.model, "both").values())
         if self.every:
             self._next = (self.num_timesteps // self.every + 1) * self.every
 
     def request_stop(self, signum, frame) -> None:
         self.signal_received = signum
 
-    def _finite(self) -> bool:
-        params = [p for p in self.model.policy.parameters()]
-        return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
+    def _finite(self, everything: bool = False) -> bool:
+        return all_finite(self.model.policy.parameters() if everything else self._trained)
 
-    def _on_rollout_start(self) -> None:
-        if self.diverged_at is None and not self._finite():
+    def _healthy(self, everything: bool = False) -> bool:
+        """False (and the divergence handled) when the weights hold NaN/Inf."""
+        if self._finite(everything):
+            return True
+        if self.diverged_at is None:
             # NaN/Inf weights: never checkpointed; the SWA average already skips such snapshots.
             self.diverged_at = int(self.num_timesteps)
             if self.on_divergence == "stop":
                 raise Divergence(self.diverged_at)
             print(f"warning: weights hold NaN/Inf at step {self.diverged_at}; going on (on_divergence=continue), "
                   "checkpoints paused until they are finite again", flush=True)
-        if self.diverged_at is not None and self.on_divergence == "continue" and not self._finite():
+        return False
+
+    def _on_rollout_start(self) -> None:
+        if not self._healthy():
+            if self.signal_received:  # stop now; the last good checkpoint is the one to resume
+                self._stop = self.interrupted = True
             return
         reached_stop = self.stop_at is not None and self.num_timesteps >= self.stop_at
         due = self._next is not None and self.num_timesteps >= self._next
-        if not (due or reached_stop or self.signal_received):
+        if not (due or reached_stop or self.signal_received) or not self._healthy(everything=True):
             return
         self.save()
         if due:

@@ -7,8 +7,9 @@ During training, the forward/backward passes evict them between two updates, so 
 from further away. This script trains DDPG on Hopper-v5 ([400, 300], batch 256, one torch thread)
 with ``SWACallback(start=0)`` and, in turn, replaces the callback's update by: the default update
 (NaN guard on), the bare update (``skip_nonfinite=False``) and the memory floor (one
-``_foreach_copy_`` of the same tensors); each is timed inside ``learn()`` and set against the
-wall time per env step.
+``_foreach_copy_`` of the same tensors, and with the flat layout one ``copy_`` of the buffer);
+each is timed inside ``learn()`` and set against the wall time per env step. ``--no-flatten``
+keeps SB3's one-tensor-per-parameter layout.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=600, help="env steps (= updates) per timed chunk")
     p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--no-flatten", action="store_true", help="keep SB3's layout (one tensor per parameter)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
     model, warmup = ddpg_hopper()
-    swa = SWACallback(start=0)
+    swa = SWACallback(start=0, flatten=not args.no_flatten)
     model.learn(warmup, callback=swa)
     average = swa.average
     guarded = average.update
@@ -44,12 +46,15 @@ def main() -> None:
         "WeightAverage (skip_nonfinite=False)": lean.update,
         "floor: _foreach_copy_": lambda: torch._foreach_copy_(lean._avg, lean._live),
     }
+    avgs, lives = lean._groups[0].pairs()
+    if len(lean._groups) == 1 and len(lives) == 1:  # the flat layout
+        variants["floor: one copy_ of the flat buffer"] = lambda: avgs[0].copy_(lives[0])
     rows = {name: {"us_per_update": [], "share_of_step": []} for name in variants}
     for _ in range(args.reps):
         for name, fn in variants.items():
             spent = [0.0]
 
-            def timed(fn=fn, spent=spent):
+            def timed(finite=None, fn=fn, spent=spent):  # one average: the callback passes finite=None
                 t = time.perf_counter()
                 fn()
                 spent[0] += time.perf_counter() - t
@@ -66,7 +71,7 @@ def main() -> None:
         print(f"{name:<38} {us:7.1f} us/update in training  = {100 * share:.2f}% of the wall time")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"steps": args.steps, "reps": args.reps, "rows": rows}, f, indent=1)
+            json.dump({"steps": args.steps, "reps": args.reps, "flatten": not args.no_flatten, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

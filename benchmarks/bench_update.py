@@ -4,7 +4,9 @@
 
 Models: the A2C NatureCNN policy (Atari, 1.69M params), the DDPG actor + critic ([400, 300],
 Hopper sizes, 253k params) and, with --large, a 29M-parameter MLP (the "25M" class). The floor is one
-``torch._foreach_copy_`` of the same tensors (read once, write once).
+``torch._foreach_copy_`` of the same tensors (read once, write once). The last rows lay the
+model's parameters out in one buffer (``flatten_parameters``, what ``SWACallback`` does by default)
+and time the update and a single ``copy_`` of that buffer (the flat floor).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
 from torch.utils.benchmark import Timer
 
-from rl_swa import WeightAverage
+from rl_swa import WeightAverage, flatten_parameters
 
 
 def nature_cnn() -> nn.Module:
@@ -77,16 +79,34 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
         "AveragedModel (ema multi_avg_fn)": (lambda: ref_ema.update_parameters(model), 3),
         "per-parameter loop": (lambda: per_param_loop(copies, params, 10), 3),
     }
-    with torch.no_grad():
-        rows = []
-        for case, (fn, passes) in cases.items():
-            us = time_us(fn, device)
-            rows.append({"model": name, "params": numel, "case": case, "us": us, "GB/s": passes * nbytes / us / 1e3})
-        swap_us = _swap_us(swa, device)
-        rows.append({"model": name, "params": numel, "case": "swap in + out (swapped())", "us": swap_us, "GB/s": float("nan")})
+    rows = []
+
+    def run(cases):
+        with torch.no_grad():
+            for case, (fn, passes) in cases.items():
+                us = time_us(fn, device)
+                rows.append({"model": name, "params": numel, "case": case, "us": us, "GB/s": passes * nbytes / us / 1e3})
+
+    run(cases)
+    rows.append({"model": name, "params": numel, "case": "swap in + out (swapped())", "us": _swap_us(swa, device), "GB/s": float("nan")})
+    # The same tensors laid out back to back (flatten_parameters, SWACallback's default): the
+    # averages built above would follow the new layout too, so the flat cases get fresh ones.
+    flatten_parameters(params)
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    flat_live = params[0].detach().as_strided((numel,), (1,), params[0].storage_offset())
+    swa, swa_lean = WeightAverage(model), WeightAverage(model, skip_nonfinite=False)
+    swa.update(), swa_lean.update()
+    assert len(swa._groups[0].pairs()[1]) == 1, "flat layout not detected"
+    run({
+        "flat floor: one copy_": (lambda: flat.copy_(flat_live), 2),
+        "WeightAverage swa, flat": (swa.update, 3),
+        "WeightAverage swa, flat, no guard": (swa_lean.update, 3),
+    })
     floor = rows[0]["us"]
+    flat_floor = next(r["us"] for r in rows if r["case"].startswith("flat floor"))
     for row in rows:
         row["x_floor"] = row["us"] / floor
+        row["x_flat_floor"] = row["us"] / flat_floor
     return rows
 
 
@@ -116,9 +136,9 @@ def main() -> None:
         rows += bench(name, model, args.device)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"device: {args.device} ({device_name}), torch {torch.__version__}, threads {args.threads}")
-    print(f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'GB/s':>7}")
+    print(f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x flat':>7} {'GB/s':>7}")
     for r in rows:
-        print(f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} {r['GB/s']:>7.1f}")
+        print(f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} {r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": args.device, "device_name": device_name, "torch": torch.__version__, "threads": args.threads, "rows": rows}, f, indent=1)

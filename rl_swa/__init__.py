@@ -4,7 +4,7 @@ Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 int
 :class:`SWAPolicy` (the averaged policy), the SWA-phase LR schedules and the BatchNorm helper.
 """
 
-from rl_swa.averaging import WeightAverage
+from rl_swa.averaging import WeightAverage, flatten_parameters
 from rl_swa.batch_norm import update_batch_norm
 from rl_swa.callback import SWACallback
 from rl_swa.policy import SWAPolicy
@@ -12,4 +12,4 @@ from rl_swa.schedules import AnnealSchedule, CyclicSchedule
 
 __version__ = "0.1.0"
 
-__all__ = ["AnnealSchedule", "CyclicSchedule", "SWACallback", "SWAPolicy", "WeightAverage", "update_batch_norm", "__version__"]
+__all__ = ["AnnealSchedule", "CyclicSchedule", "SWACallback", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__"]

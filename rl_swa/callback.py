@@ -14,7 +14,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
-from rl_swa.averaging import WeightAverage
+from rl_swa.averaging import WeightAverage, flatten_parameters
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import check_sigma_rels, gamma_of
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
@@ -132,6 +132,10 @@ class SWACallback(BaseCallback):
         relative width (Karras et al. 2024; 0.05 and 0.10 as in the paper) from the first update
         and save them at the same times, so that EMA profiles of any width can be synthesized
         after training (:func:`rl_swa.posthoc.synthesize_ema`). Each is one more on-device copy.
+    :param flatten: lay the averaged parameters out back to back in one buffer
+        (:func:`rl_swa.averaging.flatten_parameters`: same Parameter objects and values, the
+        optimizers do not notice) so that each snapshot is one sum and one lerp, not one per
+        tensor. ``False`` leaves the model's memory as SB3 made it.
     :param verbose: 0 silent, 1 a line per evaluation.
     """
 
@@ -158,6 +162,7 @@ class SWACallback(BaseCallback):
         averages: list[str] | tuple[str, ...] | None = None,
         posthoc_points: int = 0,
         posthoc_sigma_rels: list[float] | tuple[float, ...] = (0.05, 0.10),
+        flatten: bool = True,
         verbose: int = 0,
     ):
         super().__init__(verbose)
@@ -190,6 +195,8 @@ class SWACallback(BaseCallback):
         for name, value in (("eval_freq", eval_freq), ("n_eval_episodes", n_eval_episodes)):
             if not _is_int(value) or value < 1:
                 raise _bad(name, value, "it must be an int >= 1")
+        if not isinstance(flatten, bool):
+            raise _bad("flatten", flatten, "it must be True or False")
         if not _is_int(eval_seed) or eval_seed < 0:
             raise _bad("eval_seed", eval_seed, "it must be an int >= 0")
 
@@ -227,6 +234,7 @@ class SWACallback(BaseCallback):
         self.deterministic = bool(deterministic)
         self.apply_at_end = bool(apply_at_end)
         self.skip_nonfinite = bool(skip_nonfinite)
+        self.flatten = bool(flatten)
 
         self.average: WeightAverage | None = None
         self.start_step: int | None = None
@@ -245,6 +253,8 @@ class SWACallback(BaseCallback):
     # ------------------------------------------------------------------ SB3 hooks
     def _init_callback(self) -> None:
         adapter_for(self.model)  # unsupported algorithm -> clear error now
+        if self.flatten:
+            flatten_parameters(select_tensors(self.model, self.parts).values())
         if self.average is None:
             self.average = WeightAverage(
                 select_tensors(self.model, self.parts),
@@ -321,22 +331,23 @@ class SWACallback(BaseCallback):
     def _after_update(self, optimizer, args, kwargs) -> None:
         self.updates_seen += 1
         step = self.model.num_timesteps
+        due = []  # the averages taking this snapshot; they track the same tensors
         if self.updates_seen % self.update_every == 0:
-            for name, average in self.extra.items():
-                if step > self._extra_start[name]:
-                    average.update()
+            due += [average for name, average in self.extra.items() if step > self._extra_start[name]]
             if self.posthoc_average is not None:
-                self.posthoc_average.update()
-                for average in self.posthoc_power:
-                    average.update()
+                due += [self.posthoc_average, *self.posthoc_power]
+        if step > self.start_step:
+            self.phase_updates += 1
+            if self.phase_updates % self.update_every == 0:
+                due.append(self.average)
+        if due:
+            # One NaN/Inf check (a read of the weights) for all of them, not one per average.
+            finite = due[0].snapshot_finite() if self.skip_nonfinite and len(due) > 1 else None
+            for average in due:
+                average.update(finite)
         if self._posthoc_next is not None and step >= self._posthoc_next:
             self._save_posthoc_point()
             self._posthoc_next = self._next_posthoc_step(step)
-        if step <= self.start_step:
-            return
-        self.phase_updates += 1
-        if self.phase_updates % self.update_every == 0:
-            self.average.update()
 
     def _on_step(self) -> bool:
         if self._vec_eval_env is not None and self.num_timesteps >= self._next_eval:

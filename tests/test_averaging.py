@@ -6,7 +6,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from rl_swa import WeightAverage, update_batch_norm
+import rl_swa.averaging as averaging
+from rl_swa import WeightAverage, flatten_parameters, update_batch_norm
+from rl_swa.averaging import all_finite
 
 
 def _net(dtype=torch.float32):
@@ -116,15 +118,20 @@ def test_nonfinite_snapshot_is_skipped_and_counted():
         assert torch.equal(a, c)
 
 
-def test_accelerator_path_equals_host_path_and_skips_in_bounded_chunks(monkeypatch):
+@pytest.mark.parametrize("flat", [False, True])
+def test_accelerator_path_equals_host_path_and_skips_in_bounded_chunks(monkeypatch, flat):
     # The accelerator path (device-side guard, no host branch) runs on CPU tensors when told to.
-    import rl_swa.averaging as averaging
 
     monkeypatch.setattr(averaging, "WHERE_CHUNK_BYTES", 64)  # several chunks even for this small net
     net = _net()
+    if flat:
+        flatten_parameters(net.parameters())
     host, device = WeightAverage(net), WeightAverage(net)
     device.on_host = False
-    assert len(device._chunks(device._live)) > 1
+    (avg, live), = [g.pairs() for g in device._groups]
+    assert len(avg) == (1 if flat else 4)
+    pieces = device._chunks(avg, live)
+    assert len(pieces) > 1 and all(sum(a.numel() * 4 for a in piece) <= 64 or len(piece) == 1 for piece, _ in pieces)
     for i, _ in enumerate(_walk(net, 6)):
         if i == 3:
             with torch.no_grad():
@@ -138,6 +145,88 @@ def test_accelerator_path_equals_host_path_and_skips_in_bounded_chunks(monkeypat
     assert device.n_skipped == host.n_skipped == 1 and device.n_averaged == host.n_averaged == 5
     for a, b in zip(host.averages.values(), device.averages.values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_flatten_keeps_values_identity_and_training_and_takes_the_one_buffer_path():
+    net = _net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    params = list(net.parameters())
+    before = [p.detach().clone() for p in params]
+    assert flatten_parameters(params) == 4
+    assert [id(p) for p in net.parameters()] == [id(p) for p in params]  # same Parameter objects
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    assert flatten_parameters(params) == 0  # already laid out: left alone
+    flat, ref = WeightAverage(net), WeightAverage([p.detach().clone() for p in params])
+    (avg, live), = [g.pairs() for g in flat._groups]
+    assert len(avg) == len(live) == 1 and live[0].numel() == sum(p.numel() for p in params)
+    x = torch.randn(64, 5)
+    for _ in range(5):  # the optimizer trains the flattened parameters in place
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+        flat.update()
+        for r, p in zip(ref._live, params):
+            r.copy_(p.detach())
+        ref.update()
+    assert not torch.equal(params[0], before[0])
+    for a, b in zip(flat.averages.values(), ref.averages.values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with torch.no_grad():
+        params[2][0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning):
+        flat.update()
+    assert flat.n_skipped == 1 and all(torch.isfinite(a).all() for a in flat.averages.values())
+
+
+def test_moved_parameter_falls_back_instead_of_reading_stale_memory():
+    net = _net()
+    flatten_parameters(net.parameters())
+    avg = WeightAverage(net)
+    avg.update()
+    first = {n: t.clone() for n, t in avg.averages.items()}
+    net[0].weight.data = torch.full_like(net[0].weight, 7.0)  # moved out of the flat buffer
+    avg.update()
+    (pair_avg, _), = [g.pairs() for g in avg._groups]
+    assert len(pair_avg) == 4  # per-tensor path now
+    torch.testing.assert_close(avg.averages["0.weight"], (first["0.weight"] + 7.0) / 2)
+    torch.testing.assert_close(avg.averages["2.bias"], (first["2.bias"] + net[2].bias.detach()) / 2)
+
+
+def test_shared_finiteness_check_gives_the_same_averages():
+    net = _net()
+    a, b = WeightAverage(net), WeightAverage(net, mode="ema", decay=0.9)
+    c, d = WeightAverage(net), WeightAverage(net, mode="ema", decay=0.9)
+    for i, _ in enumerate(_walk(net, 5)):
+        if i == 2:
+            with torch.no_grad():
+                net[0].bias[0] = float("inf")
+        ok = a.snapshot_finite()
+        assert ok is (i != 2)
+        with pytest.warns(RuntimeWarning) if i == 2 else contextlib.nullcontext():
+            a.update(ok), b.update(ok), c.update(), d.update()
+        if i == 2:
+            with torch.no_grad():
+                net[0].bias[0] = 0.0
+    assert a.n_skipped == b.n_skipped == c.n_skipped == 1
+    for x, y in zip(list(a.averages.values()) + list(b.averages.values()), list(c.averages.values()) + list(d.averages.values())):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_all_finite_sees_a_nan_anywhere_in_mixed_layouts():
+    net, other = _net(), _net()
+    flatten_parameters(net.parameters())  # one buffer, interleaved below with separate tensors
+    mixed = [p for pair in zip(net.parameters(), other.parameters()) for p in pair]
+    assert len(averaging._runs(list(net.parameters()))) == 1 and len(averaging._runs(mixed)) == 8
+    assert all_finite(mixed)
+    for t in mixed:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with torch.no_grad():
+                saved = t.view(-1)[-1].item()
+                t.view(-1)[-1] = bad
+            assert not all_finite(mixed)
+            with torch.no_grad():
+                t.view(-1)[-1] = saved
+    assert all_finite(mixed)
 
 
 def test_guard_does_not_flag_large_finite_half_precision_weights():

@@ -69,6 +69,29 @@ def test_ddpg_averages_actor_and_critic_not_targets_and_sets_both_lrs():
     assert not hasattr(model.lr_schedule, "start_step")  # the user's schedule is back after training
 
 
+def test_flat_layout_changes_neither_training_nor_the_averages(tmp_path):
+    runs = {}
+    for flatten in (False, True):
+        model = ddpg(seed=4)
+        swa = SWACallback(start=150, flatten=flatten, posthoc_points=2)
+        model.learn(300, callback=swa)
+        (avg, live), = [g.pairs() for g in swa.average._groups]
+        assert len(live) == (1 if flatten else len(swa.average.names))
+        model.save(tmp_path / f"m{flatten}")
+        runs[flatten] = (model, swa, (tmp_path / f"m{flatten}.zip").stat().st_size)
+    (plain, plain_swa, plain_size), (flat, flat_swa, flat_size) = runs[False], runs[True]
+    assert flat.actor.optimizer.state  # the optimizers trained the re-laid-out parameters
+    for (name, p), q in zip(plain.policy.named_parameters(), flat.policy.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+    for average in ("average", "posthoc_average"):
+        for name, value in getattr(plain_swa, average).averages.items():
+            torch.testing.assert_close(getattr(flat_swa, average).averages[name], value, rtol=1e-6, atol=1e-7)
+    assert flat_size < 1.02 * plain_size  # the shared buffer is saved once, not once per tensor
+    loaded = DDPG.load(tmp_path / "mTrue.zip", device="cpu")
+    for p, q in zip(loaded.policy.parameters(), flat.policy.parameters()):
+        assert torch.equal(p, q)
+
+
 @pytest.mark.parametrize("parts, has_actor, has_critic", [("actor", True, False), ("critic", False, True)])
 def test_parts_selection(parts, has_actor, has_critic):
     model = ddpg()
@@ -183,6 +206,7 @@ def test_rl_zoo_style_yaml_callback():
         ({"anneal_strategy": "step"}, "anneal_strategy"),
         ({"eval_freq": 0}, "eval_freq"),
         ({"eval_env": 3}, "eval_env"),
+        ({"flatten": "yes"}, "flatten"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_field(kwargs, field):
