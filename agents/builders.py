@@ -57,5 +57,5 @@ def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None,
         start=s.start, update_every=every, mode=s.mode, decay=s.decay, parts=s.parts,
         eval_env=eval_env, eval_freq=eval_freq, n_eval_episodes=eval_episodes, eval_seed=cfg.eval.seed,
         deterministic=cfg.eval.deterministic, averages=list(s.averages), posthoc_points=s.posthoc_points,
-        posthoc_sigma_rels=list(s.posthoc_sigma_rels), **lr,
+        posthoc_sigma_rels=list(s.posthoc_sigma_rels), skip_nonfinite=s.skip_nonfinite, flatten=s.flatten, **lr,
     )

@@ -52,6 +52,8 @@ class SWASettings(_Strict):
         description="with posthoc_points: relative widths of the power EMAs saved for post-hoc EMA synthesis",
     )
     averages: list[str] = Field(default_factory=list, description="further averages on the same trajectory, e.g. [swa@0.5, ema@0.999]")
+    skip_nonfinite: bool = Field(True, description="skip snapshots holding NaN/Inf (one more read of the weights per snapshot)")
+    flatten: bool = Field(True, description="lay the averaged parameters out in one buffer: one sum and one lerp per snapshot")
 
     @field_validator("posthoc_sigma_rels")
     @classmethod

@@ -109,6 +109,7 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
         checkpoint.read(final)  # damaged -> CheckpointError naming the file
         return final
     b = cfg.budget(budget)
+    t0 = time.time()
     eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
     swa = build_callback(cfg, "baseline", eval_env, b.eval_freq, b.eval_episodes)
     found = checkpoint.latest(path / "ckpt") if (path / "config.yaml").exists() else None
@@ -126,6 +127,7 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
         print(f"resuming {path} from {found[0].name}", flush=True)
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
     start_step = resolve_steps("start", cfg.swa.start, b.timesteps)
+    swa.ends_at = start_step
     saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step, on_divergence=cfg.on_divergence)
     try:
         with checkpoint.signals_to(saver):
@@ -138,6 +140,8 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
     if saver.last_step is None or saver.last_step < start_step:
         raise RuntimeError(f"{path}: training ended before the SWA start; no prefix checkpoint")
     os.replace(saver.last_path, final)
+    # wall time of the session that finished the prefix (the whole prefix unless it was resumed)
+    atomic_write(path / "prefix.json", json.dumps({"step": saver.last_step, "wall_s": round(time.time() - t0, 1), "resumed": found is not None}))
     return final
 
 

@@ -249,6 +249,9 @@ class SWACallback(BaseCallback):
         self._vec_eval_env: VecEnv | None = None
         self._user_schedule = None
         self._policy_cache: tuple[int, SWAPolicy] | None = None
+        # The env step where another callback will stop this learn() early (a forked pair's
+        # prefix): no evaluation there in _on_step, since _on_training_end evaluates the final weights.
+        self.ends_at: int | None = None
 
     # ------------------------------------------------------------------ SB3 hooks
     def _init_callback(self) -> None:
@@ -352,7 +355,8 @@ class SWACallback(BaseCallback):
     def _on_step(self) -> bool:
         if self._vec_eval_env is not None and self.num_timesteps >= self._next_eval:
             self._next_eval = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
-            self.evaluate()
+            if self.num_timesteps < (self.ends_at or self.model._total_timesteps):  # the last: at training end, after the last update
+                self.evaluate()
         return True
 
     def _on_rollout_end(self) -> None:

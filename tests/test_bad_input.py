@@ -23,7 +23,7 @@ fields = st.sampled_from([
     "swa.start", "swa.update_every", "swa.mode", "swa.decay", "swa.parts", "swa.swa_lr", "swa.anneal",
     "swa.anneal_strategy", "swa.cycle", "swa.swa_lr_max", "swa.unknown", "n_envs", "optimizer", "algo", "envs",
     "budgets.smoke.timesteps", "budgets.smoke.eval_freq", "eval.seed", "eval.deterministic", "hyperparams.env", "mystery",
-    "on_divergence", "sticky_actions", "budgets",
+    "on_divergence", "sticky_actions", "budgets", "swa.flatten", "swa.skip_nonfinite",
 ])
 
 
@@ -44,6 +44,15 @@ def test_config_overrides_validate_or_name_the_field(field, value):
         node = node[key]
 
 
+def test_config_passes_layout_and_guard_to_the_callback():
+    from agents.builders import build_callback
+
+    default = build_callback(load_config(CARTPOLE), "swa", None, 1000, 1)
+    assert default.flatten is True and default.skip_nonfinite is True
+    off = build_callback(load_config(CARTPOLE, ["swa.flatten=false", "swa.skip_nonfinite=false"]), "swa", None, 1000, 1)
+    assert off.flatten is False and off.skip_nonfinite is False
+
+
 def test_control_character_in_an_override_is_a_config_error():
     with pytest.raises(ConfigError, match="--set seed: .* not valid YAML"):
         load_config(CARTPOLE, ["seed=\x1f"])
@@ -59,7 +68,7 @@ def test_malformed_override_strings(text):
 
 
 KWARGS = ["start", "update_every", "mode", "decay", "parts", "swa_lr", "anneal", "anneal_strategy", "cycle",
-          "swa_lr_max", "eval_freq", "n_eval_episodes", "eval_seed"]
+          "swa_lr_max", "eval_freq", "n_eval_episodes", "eval_seed", "flatten"]
 
 
 @settings(max_examples=400, deadline=None)

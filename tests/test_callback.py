@@ -126,6 +126,18 @@ def test_cyclic_schedule_snapshots_at_cycle_ends():
     assert swa_phase[3] == pytest.approx(1e-4) and swa_phase[4] == pytest.approx(1e-3 * 0.75 + 1e-4 * 0.25)
 
 
+def test_each_evaluation_is_played_once_and_the_last_after_the_last_update():
+    model = a2c()
+    swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100, n_eval_episodes=1)
+    played = []
+    evaluate = swa.evaluate
+    swa.evaluate = lambda: played.append((model.num_timesteps, model._n_updates)) or evaluate()
+    model.learn(300, callback=swa)
+    assert [step for step, _ in played] == [100, 200, 300]  # not twice at 300
+    assert played[-1][1] == 60  # the final weights: after the last of 60 updates
+    assert [row["step"] for row in swa.evaluations] == [100, 200, 300]
+
+
 def test_same_episodes_for_online_and_average():
     model = ddpg()
     # one snapshot, taken at the very last update: the average equals the live weights
