@@ -316,16 +316,19 @@ def test_batchnorm_buffers_copied_or_averaged_and_recomputed():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("flat", [False, True])
 @pytest.mark.parametrize("kwargs", [{}, {"mode": "ema", "decay": 0.9}, {"mode": "power", "gamma": 6.9}])
-def test_cuda_update_makes_no_host_device_sync(kwargs):
+def test_cuda_update_makes_no_host_device_sync(kwargs, flat):
     net = _net().cuda()
+    if flat:
+        flatten_parameters(net.parameters())
     avg = WeightAverage(net, **kwargs)
     avg.update()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for _ in range(10):
-            avg.update()
+        for i in range(10):
+            avg.update(avg.snapshot_finite() if i % 2 else None)  # a shared check stays on the device too
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(a.is_cuda for a in avg.averages.values())
