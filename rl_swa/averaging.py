@@ -18,6 +18,9 @@ STATE_VERSION = 1
 MODES = ("swa", "ema", "power")
 BUFFER_POLICIES = ("copy", "average", "ignore")
 WHERE_CHUNK_BYTES = 16 << 20  # accelerator NaN guard: bound on the transient where() sources
+# flatten_parameters starts each tensor on this boundary, as torch's CPU allocator does: BLAS
+# kernels then take the same paths as on separate tensors and training is bit for bit the same.
+ALIGN_BYTES = 64
 
 
 class _Rule:
@@ -130,28 +133,42 @@ def _named_tensors(source, buffers: str) -> tuple[dict[str, Tensor], dict[str, T
     return params, {}, None
 
 
-def _runs(tensors: list[Tensor]) -> list[Tensor]:
-    """Split tensors into runs laid out back to back in one storage (same device and dtype, each
-    contiguous and starting where the previous ended): a 1-D view per run of several tensors, the
-    tensor itself otherwise."""
-    runs: list[list[Tensor]] = []
-    end = None  # (storage pointer, offset where the next tensor of the current run must start)
+def _align(numel: int, element_size: int) -> int:
+    """``numel`` rounded up to the next ALIGN_BYTES boundary."""
+    step = max(1, ALIGN_BYTES // element_size)
+    return -(-numel // step) * step
+
+
+def _aligned_offsets(tensors: list[Tensor]) -> tuple[list[int], int]:
+    """Offsets (in elements) of tensors laid out back to back, each starting on an ALIGN_BYTES
+    boundary, and the total span."""
+    offsets, end = [], 0
     for t in tensors:
-        here = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.is_contiguous() else None
-        if runs and here is not None and here == end and t.dtype == runs[-1][0].dtype and t.device == runs[-1][0].device:
-            runs[-1].append(t)
+        offsets.append(end)
+        end += _align(t.numel(), t.element_size())
+    return offsets, end
+
+
+def _runs(tensors: list[Tensor]) -> list[tuple[Tensor, list[int] | None]]:
+    """Split tensors into runs that lie in one storage, in order: each contiguous, of one dtype, and
+    starting where the previous one ended or less than ALIGN_BYTES later (the padding of
+    :func:`flatten_parameters`). Per run: a 1-D view spanning it and the tensors' offsets in it;
+    a tensor that is not contiguous is a run of its own, with offsets None."""
+    runs: list[list] = []  # [first tensor, storage pointer, start, end, offsets]
+    for t in tensors:
+        if not t.is_contiguous():
+            runs.append([t, None, 0, 0, None])
+            continue
+        ptr, offset = t.untyped_storage().data_ptr(), t.storage_offset()
+        last = runs[-1] if runs else None
+        if (last is not None and last[1] == ptr and last[0].dtype == t.dtype
+                and last[3] <= offset < last[3] + max(1, ALIGN_BYTES // t.element_size())):
+            last[4].append(offset - last[2])
+            last[3] = offset + t.numel()
         else:
-            runs.append([t])
-        end = None if here is None else (here[0], here[1] + t.numel())
-    return [run[0] if len(run) == 1 else run[0].detach().as_strided((sum(t.numel() for t in run),), (1,), run[0].storage_offset()) for run in runs]
-
-
-def _tiling_view(tensors: list[Tensor]) -> Tensor | None:
-    """A 1-D view of the storage the tensors tile back to back (in list order), or None."""
-    runs = _runs(tensors)
-    if len(runs) != 1 or not runs[0].is_contiguous():
-        return None
-    return runs[0].detach().view(-1)
+            runs.append([t, ptr, offset, offset + t.numel(), [0]])
+    return [(first if offsets is None else first.detach().as_strided((end - start,), (1,), start), offsets)
+            for first, _, start, end, offsets in runs]
 
 
 def _sums(tensors: list[Tensor]) -> list[Tensor]:
@@ -166,38 +183,45 @@ def _sums(tensors: list[Tensor]) -> list[Tensor]:
 def all_finite(tensors: Iterable[Tensor]) -> bool:
     """True when no tensor holds NaN or Inf: one sum per run of tensors laid out back to back
     (:func:`flatten_parameters`), one per tensor otherwise. A host bool (on an accelerator: syncs)."""
-    return math.isfinite(sum(s.item() for s in _sums(_runs(list(tensors)))))
+    return math.isfinite(sum(s.item() for s in _sums([view for view, _ in _runs(list(tensors))])))
 
 
 class _Group:
     """The tracked tensors of one (device, dtype) and their averages.
 
-    When the live tensors are contiguous the averages are views into one flat buffer; when the
-    live tensors also tile one storage (see :func:`flatten_parameters`) an update is one sum and
-    one lerp over the whole buffer instead of one kernel per tensor. The live layout is re-checked
-    at each update (one ``data_ptr`` per tensor), so moving a tensor (``module.to``,
-    ``param.data = ...``) falls back to the per-tensor path instead of reading stale memory.
+    When the live tensors are contiguous the averages are views into one flat buffer, laid out
+    like the live tensors when those lie in one buffer, else as :func:`flatten_parameters` would
+    lay them out. When the two layouts match, an update is one sum and one lerp over the whole
+    buffer instead of one kernel per tensor. The live layout is re-checked at each update (one
+    ``data_ptr`` per tensor), so moving a tensor (``module.to``, ``param.data = ...``) falls back
+    to the per-tensor path instead of reading stale memory.
     """
 
     def __init__(self, live: list[Tensor]):
         self.live = live
-        if all(t.is_contiguous() for t in live):
-            self.avg_flat = torch.zeros(sum(t.numel() for t in live), dtype=live[0].dtype, device=live[0].device)
-            self.avg, offset = [], 0
-            for t in live:
-                self.avg.append(self.avg_flat[offset : offset + t.numel()].view_as(t))
-                offset += t.numel()
-        else:
-            self.avg_flat = None
+        self.avg_flat = self._offsets = self.live_flat = None
+        if not all(t.is_contiguous() for t in live):
             self.avg = [torch.zeros_like(t, memory_format=torch.preserve_format, requires_grad=False) for t in live]
+        else:
+            runs = _runs(live)
+            if len(runs) == 1:
+                self._offsets, span = runs[0][1], runs[0][0].numel()
+            else:
+                self._offsets, span = _aligned_offsets(live)
+            self.avg_flat = torch.zeros(span, dtype=live[0].dtype, device=live[0].device)
+            self.avg = [self.avg_flat[o : o + t.numel()].view_as(t) for o, t in zip(self._offsets, live)]
         self._refresh()
 
     def _refresh(self) -> None:
         self._ptrs = [t.data_ptr() for t in self.live]
-        self.live_flat = _tiling_view(self.live) if self.avg_flat is not None else None
+        self.live_flat = None
+        if self.avg_flat is not None:
+            runs = _runs(self.live)
+            if len(runs) == 1 and runs[0][1] == self._offsets and runs[0][0].numel() == self.avg_flat.numel():
+                self.live_flat = runs[0][0]
 
     def pairs(self) -> tuple[list[Tensor], list[Tensor]]:
-        """(averages, live sources) to update: the two flat buffers when the layout allows."""
+        """(averages, live sources) to update: the two flat buffers when the layouts match."""
         if [t.data_ptr() for t in self.live] != self._ptrs:
             self._refresh()
         if self.live_flat is not None:
@@ -211,7 +235,9 @@ def flatten_parameters(tensors: Iterable[Tensor]) -> int:
 
     Each tensor keeps its identity (a ``Parameter`` stays the same object, so optimizers, module
     attributes and hooks still hold it); only its storage (``tensor.data``) becomes a view into
-    the shared buffer, as in apex's or FSDP's flat parameters. A :class:`WeightAverage` built over
+    the shared buffer, as in apex's or FSDP's flat parameters. Each tensor starts on a 64-byte
+    boundary (zero padding between them), as separately allocated tensors do, so that matrix
+    kernels round exactly as before: training is bit for bit the same. A :class:`WeightAverage` built over
     tensors laid out this way, in the same order, updates with one sum and one lerp per buffer
     instead of a kernel per tensor (DDPG's 12 tensors on a 2-core CPU: 84 -> 49 us guarded,
     41 -> 31 us bare; ``benchmarks/bench_update.py``). Tensors that are not contiguous, or are
@@ -230,11 +256,11 @@ def flatten_parameters(tensors: Iterable[Tensor]) -> int:
     for group in groups.values():
         if len(group) < 2:
             continue
-        flat = torch.cat([t.detach().reshape(-1) for t in group])
-        offset = 0
-        for t in group:
-            t.data = flat[offset : offset + t.numel()].view_as(t)
-            offset += t.numel()
+        offsets, span = _aligned_offsets(group)
+        flat = torch.zeros(span, dtype=group[0].dtype, device=group[0].device)
+        for o, t in zip(offsets, group):
+            flat[o : o + t.numel()].copy_(t.detach().reshape(-1))
+            t.data = flat[o : o + t.numel()].view_as(t)
         moved += len(group)
     return moved
 

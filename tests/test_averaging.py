@@ -158,7 +158,8 @@ def test_flatten_keeps_values_identity_and_training_and_takes_the_one_buffer_pat
     assert flatten_parameters(params) == 0  # already laid out: left alone
     flat, ref = WeightAverage(net), WeightAverage([p.detach().clone() for p in params])
     (avg, live), = [g.pairs() for g in flat._groups]
-    assert len(avg) == len(live) == 1 and live[0].numel() == sum(p.numel() for p in params)
+    assert len(avg) == len(live) == 1 and live[0].numel() == averaging._aligned_offsets(params)[0][-1] + params[-1].numel()
+    assert all(p.data_ptr() % averaging.ALIGN_BYTES == 0 for p in params)  # as separately allocated tensors
     x = torch.randn(64, 5)
     for _ in range(5):  # the optimizer trains the flattened parameters in place
         opt.zero_grad()
