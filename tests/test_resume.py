@@ -172,3 +172,22 @@ def test_interrupted_prefix_continues_to_the_same_fork_point(tmp_path):
     assert again.returncode == 0 and "resuming" in again.stdout, again.stderr
     a, b = (checkpoint.read(next(Path(d).glob("*/*/prefix/seed0/prefix.ckpt"))) for d in (tmp_path / "twin", tmp_path / "cut"))
     assert a["num_timesteps"] == b["num_timesteps"] == 675 and a["digest"] == b["digest"]
+
+
+def test_signal_while_diverged_stops_without_a_checkpoint(tmp_path):
+    import numpy as np
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu",
+                 action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), policy_kwargs=dict(net_arch=[8]))
+    saver = checkpoint.Checkpointer(tmp_path, every=10, env=model.get_env(), on_divergence="continue")
+    saver.init_callback(model)
+    saver.on_training_start({}, {})
+    with torch.no_grad():
+        model.critic.qf0[0].weight[0, 0] = float("nan")
+    saver.on_rollout_start()
+    assert saver.diverged_at is not None and saver.on_step() and not list(tmp_path.glob("*.ckpt"))
+    saver.request_stop(signal.SIGINT, None)
+    saver.on_rollout_start()
+    assert saver.interrupted and not saver.on_step() and not list(tmp_path.glob("*.ckpt"))
