@@ -237,12 +237,12 @@ def flatten_parameters(tensors: Iterable[Tensor]) -> int:
     attributes and hooks still hold it); only its storage (``tensor.data``) becomes a view into
     the shared buffer, as in apex's or FSDP's flat parameters. Each tensor starts on a 64-byte
     boundary (zero padding between them), as separately allocated tensors do, so that matrix
-    kernels round exactly as before: training is bit for bit the same. A :class:`WeightAverage` built over
-    tensors laid out this way, in the same order, updates with one sum and one lerp per buffer
-    instead of a kernel per tensor (DDPG's 12 tensors on a 2-core CPU: 84 -> 49 us guarded,
-    41 -> 31 us bare; ``benchmarks/bench_update.py``). Tensors that are not contiguous, or are
-    views of a larger storage (already flattened, tied), stay where they are. Returns how many
-    tensors were moved.
+    kernels round exactly as before: training is bit for bit the same. A :class:`WeightAverage`
+    built over tensors laid out this way, in the same order, updates with one sum and one lerp
+    per buffer instead of a kernel per tensor (DDPG's 12 tensors on a 2-core CPU: 78 -> 49 us
+    guarded, 38 -> 32 us bare; ``benchmarks/bench_update.py``). Tensors that are not contiguous,
+    or are views of a larger storage (already flattened, tied), stay where they are. Returns how
+    many tensors were moved.
 
     As with any view, ``torch.save`` or pickle of one such tensor alone writes the whole buffer;
     a whole ``state_dict`` (SB3's ``save``) stores the buffer once.
@@ -272,20 +272,21 @@ class WeightAverage:
     ``w += (x - w) / (n + 1)``); ``mode="ema"`` an exponential moving average with ``decay``
     (optionally warmed up as in timm's ModelEmaV3); ``mode="power"`` the power-function EMA of
     Karras et al. (2024) with exponent ``gamma``, whose saved states feed post-hoc EMA
-    (:mod:`rl_swa.posthoc`). The update is one multi-tensor
-    ``torch._foreach_lerp_`` per (device, dtype) group, or a single ``lerp_`` over the group's
-    buffer when the live tensors lie back to back (:func:`flatten_parameters`; the averages always
-    do), and the snapshot counter is a host int, so an update never synchronizes host and device.
+    (:mod:`rl_swa.posthoc`). The update is one multi-tensor ``torch._foreach_lerp_`` per
+    (device, dtype) group, or a single ``lerp_`` over the group's buffer when the live tensors lie
+    back to back (:func:`flatten_parameters`; the averages always do), and the snapshot counter is
+    a host int, so an update never synchronizes host and device.
 
     A snapshot whose live tensors hold NaN or Inf is skipped (counted in :attr:`n_skipped`, with a
     warning) so that a diverged step never poisons the average. The check is one sum per tensor
     or flat buffer (NaN and Inf propagate into a sum), one more read of the weights; averages over
-    the same tensors can share it (:meth:`snapshot_finite`). On the CPU it feeds a host branch. On an accelerator a host branch would force a
-    synchronization, so the check stays on the device: the snapshot's weight becomes 0 and each
-    tensor is replaced by the current average through ``torch.where`` (IEEE arithmetic alone
-    cannot drop a NaN: ``0 * nan`` is ``nan``), in chunks of at most ``WHERE_CHUNK_BYTES``
-    (16 MiB, or one tensor if larger) so the transient stays far below a second copy. There, the accepted-snapshot counter lives on
-    the device and reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
+    the same tensors can share it (:meth:`snapshot_finite`). On the CPU it feeds a host branch.
+    On an accelerator a host branch would force a synchronization, so the check stays on the
+    device: the snapshot's weight becomes 0 and each tensor is replaced by the current average
+    through ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is ``nan``), in
+    chunks of at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the transient
+    stays far below a second copy. There, the accepted-snapshot counter lives on the device and
+    reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
     ``skip_nonfinite=False`` for the bare update.
 
     :param source: an ``nn.Module`` (its parameters, and buffers as ``buffers`` says), a mapping
