@@ -276,3 +276,25 @@ def test_several_averages_are_evaluated_on_the_same_episodes():
 def test_bad_average_specs(spec):
     with pytest.raises(ValueError, match="averages="):
         SWACallback(averages=spec if isinstance(spec, list) else [spec]) if spec != "swa@0.5" else SWACallback(averages="swa@0.5")
+
+
+@pytest.mark.parametrize("algo, env, kwargs", [
+    ("PPO", "CartPole-v1", dict(n_steps=64, batch_size=32)),
+    ("SAC", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
+    ("TD3", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
+])
+def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(algo, env, kwargs):
+    import stable_baselines3
+
+    runs = []
+    for flatten in (False, True):
+        model = getattr(stable_baselines3, algo)("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[32, 32]), **kwargs)
+        swa = SWACallback(start=0.5, flatten=flatten)
+        model.learn(300, callback=swa)
+        runs.append((model, swa))
+    (plain, plain_swa), (flat, flat_swa) = runs
+    assert len(flat_swa.average._groups[0].pairs()[1]) == 1 < len(plain_swa.average._groups[0].pairs()[1])
+    for p, q in zip(plain.policy.parameters(), flat.policy.parameters()):
+        assert torch.equal(p, q)
+    for name, value in plain_swa.average.averages.items():
+        assert torch.equal(flat_swa.average.averages[name], value), name
