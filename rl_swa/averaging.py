@@ -179,11 +179,16 @@ def _sums(tensors: list[Tensor]) -> list[Tensor]:
     return [x.sum() if x.dtype in (torch.float32, torch.float64) else x.sum(dtype=torch.float32) for x in tensors]
 
 
+def _host_finite(tensors: list[Tensor]) -> bool:
+    """No NaN/Inf in any of the tensors, as a host bool (one sum each; on an accelerator: syncs)."""
+    return math.isfinite(sum(s.item() for s in _sums(tensors)))
+
+
 @torch.no_grad()
 def all_finite(tensors: Iterable[Tensor]) -> bool:
     """True when no tensor holds NaN or Inf: one sum per run of tensors laid out back to back
     (:func:`flatten_parameters`), one per tensor otherwise. A host bool (on an accelerator: syncs)."""
-    return math.isfinite(sum(s.item() for s in _sums([view for view, _ in _runs(list(tensors))])))
+    return _host_finite([view for view, _ in _runs(list(tensors))])
 
 
 class _Group:
@@ -414,7 +419,7 @@ class WeightAverage:
 
     def _finite(self, pairs) -> bool | Tensor:
         if self.on_host:  # CPU tensors: the host branch waits for nothing
-            return math.isfinite(sum([t.item() for _, live in pairs for t in _sums(live)]))
+            return _host_finite([t for _, live in pairs for t in live])
         sums = [torch.stack(_sums(live)).sum() for _, live in pairs]
         total = sums[0] if len(sums) == 1 else torch.stack([t.to(sums[0].device, torch.float64) for t in sums]).sum()
         return total.isfinite()
