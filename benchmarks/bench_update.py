@@ -6,7 +6,8 @@ Models: the A2C NatureCNN policy (Atari, 1.69M params), the DDPG actor + critic 
 Hopper sizes, 253k params) and, with --large, a 29M-parameter MLP (the "25M" class). The floor is one
 ``torch._foreach_copy_`` of the same tensors (read once, write once). The last rows lay the
 model's parameters out in one buffer (``flatten_parameters``, what ``SWACallback`` does by default)
-and time the update and a single ``copy_`` of that buffer (the flat floor).
+and time the update and a single ``copy_`` of that buffer (the flat floor). On CUDA each case also
+reports the device memory one call allocates beyond what exists before it (peak, MiB).
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
         with torch.no_grad():
             for case, (fn, passes) in cases.items():
                 us = time_us(fn, device)
-                rows.append({"model": name, "params": numel, "case": case, "us": us, "GB/s": passes * nbytes / us / 1e3})
+                row = {"model": name, "params": numel, "case": case, "us": us, "GB/s": passes * nbytes / us / 1e3}
+                if device == "cuda":
+                    row["extra_MiB"] = _extra_mib(fn)
+                rows.append(row)
 
     run(cases)
     rows.append({"model": name, "params": numel, "case": "swap in + out (swapped())", "us": _swap_us(swa, device), "GB/s": float("nan")})
@@ -108,6 +112,16 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
         row["x_floor"] = row["us"] / floor
         row["x_flat_floor"] = row["us"] / flat_floor
     return rows
+
+
+def _extra_mib(fn) -> float:
+    """Device memory one call allocates beyond what was allocated before it (peak), in MiB."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 def _swap_us(avg: WeightAverage, device: str) -> float:
@@ -136,9 +150,11 @@ def main() -> None:
         rows += bench(name, model, args.device)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"device: {args.device} ({device_name}), torch {torch.__version__}, threads {args.threads}")
-    print(f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x flat':>7} {'GB/s':>7}")
+    extra = args.device == "cuda"  # device memory a call allocates beyond the averages (peak)
+    print(f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x flat':>7} {'GB/s':>7}" + (f" {'extra MiB':>9}" if extra else ""))
     for r in rows:
-        print(f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} {r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}")
+        print(f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} {r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}"
+              + (f" {r.get('extra_MiB', float('nan')):>9.2f}" if extra else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": args.device, "device_name": device_name, "torch": torch.__version__, "threads": args.threads, "rows": rows}, f, indent=1)

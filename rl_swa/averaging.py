@@ -18,6 +18,11 @@ STATE_VERSION = 1
 MODES = ("swa", "ema", "power")
 BUFFER_POLICIES = ("copy", "average", "ignore")
 WHERE_CHUNK_BYTES = 16 << 20  # accelerator NaN guard: bound on the transient where() sources
+# Devices whose fused SGD kernel reads ``found_inf`` and the learning rate from device memory:
+# there the guarded update is one masked lerp with no transient (see WeightAverage._masked_lerp);
+# the CPU takes that path only when a test forces the accelerator path on CPU tensors.
+FUSED_DEVICES = ("cuda", "cpu")
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # the kernel takes the weight as a float32
 # flatten_parameters starts each tensor on this boundary, as torch's CPU allocator does: BLAS
 # kernels then take the same paths as on separate tensors and training is bit for bit the same.
 ALIGN_BYTES = 64
@@ -287,10 +292,14 @@ class WeightAverage:
     or flat buffer (NaN and Inf propagate into a sum), one more read of the weights; averages over
     the same tensors can share it (:meth:`snapshot_finite`). On the CPU it feeds a host branch.
     On an accelerator a host branch would force a synchronization, so the check stays on the
-    device: the snapshot's weight becomes 0 and each tensor is replaced by the current average
-    through ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is ``nan``), in
-    chunks of at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the transient
-    stays far below a second copy. There, the accepted-snapshot counter lives on the device and
+    device. On CUDA the update is then torch's fused SGD kernel used as a masked lerp
+    (:meth:`_masked_lerp`): it reads the weight and the check's result from device memory and
+    skips the whole step on NaN/Inf, in one pass, with no memory beyond the averages. Elsewhere
+    (other accelerators, float64, tensors that are not contiguous, a torch without that kernel) the
+    snapshot's weight becomes 0 and each tensor is replaced by the current average through
+    ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is ``nan``), in chunks of
+    at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the transient stays far
+    below a second copy. On an accelerator the accepted-snapshot counter lives on the device and
     reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
     ``skip_nonfinite=False`` for the bare update.
 
@@ -347,6 +356,7 @@ class WeightAverage:
         self._n_dev = torch.zeros((), dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
         self._skipped_dev = torch.zeros((), dtype=torch.int64, device=device)
         self._warned = 0
+        self._fused = True  # accelerator guard through the fused kernel, while this torch offers it
 
     @staticmethod
     def _group(live: list[Tensor]) -> tuple[list[_Group], list[Tensor]]:
@@ -442,6 +452,8 @@ class WeightAverage:
         okf = ok.to(self._n_dev.dtype)
         weight = okf * self._rule.device_weight(self._n_dev)
         for avg, live in pairs:
+            if self._fused and self._masked_lerp(avg, live, weight, ok):
+                continue
             w = weight.to(live[0].dtype)
             # A skipped snapshot must leave the average untouched, and 0 * NaN is NaN: the source is
             # where(ok, live, average). Chunked so that the transient sources stay under
@@ -451,6 +463,28 @@ class WeightAverage:
                 torch._foreach_lerp_(a, sources, [w] * len(a))
         self._n_dev += okf
         self._skipped_dev += (~ok).to(self._skipped_dev.dtype)
+
+    def _masked_lerp(self, avg: list[Tensor], live: list[Tensor], weight: Tensor, ok: Tensor) -> bool:
+        """``avg += weight * (live - avg)`` unless ``ok`` is False, in one pass with no transient and
+        no synchronization; False when the tensors do not qualify (then nothing was written).
+
+        torch's fused SGD kernel is that operation: with ``grads = live``, ``weight_decay = -1`` and
+        ``lr = -weight`` its step ``p -= lr * (g + weight_decay * p)`` is ``p += weight * (live - p)``,
+        and it reads ``lr`` and ``found_inf`` from device memory, skipping the whole step when
+        ``found_inf`` is 1 (the mechanism ``GradScaler`` uses with fused optimizers). The live
+        tensors are only read (they are written only when a ``grad_scale`` is given)."""
+        first = live[0]
+        if first.device.type not in FUSED_DEVICES or first.dtype not in FUSED_DTYPES or not all(t.is_contiguous() for t in live):
+            return False
+        try:
+            torch._fused_sgd_(
+                avg, live, [], weight_decay=-1.0, momentum=0.0, lr=(-weight).to(torch.float32), dampening=0.0,
+                nesterov=False, maximize=False, is_first_step=False, found_inf=(~ok).to(torch.float32),
+            )
+        except (AttributeError, NotImplementedError, RuntimeError, TypeError):  # older torch: inputs are checked before any write
+            self._fused = False
+            return False
+        return True
 
     @staticmethod
     def _chunks(avg: list[Tensor], live: list[Tensor]) -> list[tuple[list[Tensor], list[Tensor]]]:
@@ -483,6 +517,7 @@ class WeightAverage:
     def reset(self) -> None:
         """Forget every snapshot (the next update copies)."""
         self.n_updates = self._n_host = self._skipped_host = 0
+        torch._foreach_zero_(self._avg)  # the accelerator path's first lerp (weight 1) is then exact
         self._n_dev.zero_()
         self._skipped_dev.zero_()
 

@@ -119,10 +119,17 @@ def test_nonfinite_snapshot_is_skipped_and_counted():
 
 
 @pytest.mark.parametrize("flat", [False, True])
-def test_accelerator_path_equals_host_path_and_skips_in_bounded_chunks(monkeypatch, flat):
-    # The accelerator path (device-side guard, no host branch) runs on CPU tensors when told to.
-
+@pytest.mark.parametrize("fused", [False, True])
+def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
+    # The accelerator path (device-side guard, no host branch) runs on CPU tensors when told to:
+    # through the fused kernel (the default where it exists), or torch.where in bounded chunks.
     monkeypatch.setattr(averaging, "WHERE_CHUNK_BYTES", 64)  # several chunks even for this small net
+    calls = []
+    if fused:
+        kernel = torch._fused_sgd_
+        monkeypatch.setattr(torch, "_fused_sgd_", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    else:
+        monkeypatch.setattr(averaging, "FUSED_DEVICES", ())
     net = _net()
     if flat:
         flatten_parameters(net.parameters())
@@ -136,13 +143,42 @@ def test_accelerator_path_equals_host_path_and_skips_in_bounded_chunks(monkeypat
         if i == 3:
             with torch.no_grad():
                 net[2].bias[0] = float("nan")
+        before = [a.clone() for a in device.averages.values()]
+        live_before = [p.detach().clone() for p in net.parameters()]
         with pytest.warns(RuntimeWarning) if i == 3 else contextlib.nullcontext():
             host.update()
         device.update()
-        if i == 3:
+        for p, b in zip(net.parameters(), live_before):  # the live weights are only read
+            torch.testing.assert_close(p.detach(), b, rtol=0, atol=0, equal_nan=True)
+        if i == 3:  # the skipped snapshot left every average bit for bit as it was
+            assert all(torch.equal(a, b) for a, b in zip(device.averages.values(), before))
             with torch.no_grad():
                 net[2].bias[0] = 0.0
+        if i == 0:  # the first snapshot is a copy, bit for bit, on either path
+            assert all(torch.equal(a, p) for a, p in zip(device.averages.values(), net.parameters()))
     assert device.n_skipped == host.n_skipped == 1 and device.n_averaged == host.n_averaged == 5
+    assert len(calls) == (6 if fused else 0) and device._fused  # one kernel per update, no fallback
+    # torch.where + lerp_ round as the host's lerp_; the fused kernel computes the step in one
+    # expression (p - lr * g) and may differ from it in the last bit
+    tol = {"rtol": 2e-7, "atol": 2e-7} if fused else {"rtol": 0, "atol": 0}
+    for a, b in zip(host.averages.values(), device.averages.values()):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_accelerator_path_falls_back_when_the_fused_kernel_is_missing(monkeypatch):
+    net = _net()
+    device = WeightAverage(net)
+    device.on_host = False
+
+    def missing(*args, **kwargs):
+        raise NotImplementedError("no fused SGD kernel for this backend")
+
+    monkeypatch.setattr(torch, "_fused_sgd_", missing)
+    host = WeightAverage(net)
+    for _ in _walk(net, 3):
+        host.update()
+        device.update()
+    assert device._fused is False and device.n_averaged == 3
     for a, b in zip(host.averages.values(), device.averages.values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -333,8 +369,28 @@ def test_cuda_update_makes_no_host_device_sync(kwargs, flat):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(a.is_cuda for a in avg.averages.values())
+    assert avg._fused  # the fused kernel ran (a sync inside it would have raised and fallen back)
     with torch.no_grad():
         net[0].weight[0, 0] = float("nan")
     avg.update()
     assert avg.n_skipped == 1 and avg.n_averaged == 11
     assert all(torch.isfinite(a).all() for a in avg.averages.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("flat", [False, True])
+def test_cuda_guarded_update_allocates_nothing_beyond_the_averages(flat):
+    # 16 MiB of weights: a transient copy of them (torch.where's sources) would show up here
+    net = nn.Sequential(nn.Linear(1024, 2048), nn.Linear(2048, 1024)).cuda()
+    if flat:
+        flatten_parameters(net.parameters())
+    avg = WeightAverage(net)
+    avg.update()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(3):
+        avg.update()
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - base < 1 << 20  # scalars and the sum's workspace
+    assert avg._fused and avg.n_averaged == 4
