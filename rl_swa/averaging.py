@@ -22,7 +22,9 @@ WHERE_CHUNK_BYTES = 16 << 20  # accelerator NaN guard: bound on the transient wh
 # there the guarded update is one masked lerp with no transient (see WeightAverage._masked_lerp);
 # the CPU takes that path only when a test forces the accelerator path on CPU tensors.
 FUSED_DEVICES = ("cuda", "cpu")
-FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # the kernel takes the weight as a float32
+# float32 only: the kernel takes the weight as a float32 (float64 would lose precision), and
+# torch 2.13's CPU kernel leaves bfloat16/float16 tensors of 16 or more elements unchanged.
+FUSED_DTYPES = (torch.float32,)
 # flatten_parameters starts each tensor on this boundary, as torch's CPU allocator does: BLAS
 # kernels then take the same paths as on separate tensors and training is bit for bit the same.
 ALIGN_BYTES = 64
@@ -295,12 +297,12 @@ class WeightAverage:
     device. On CUDA the update is then torch's fused SGD kernel used as a masked lerp
     (:meth:`_masked_lerp`): it reads the weight and the check's result from device memory and
     skips the whole step on NaN/Inf, in one pass, with no memory beyond the averages. Elsewhere
-    (other accelerators, float64, tensors that are not contiguous, a torch without that kernel) the
-    snapshot's weight becomes 0 and each tensor is replaced by the current average through
-    ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is ``nan``), in chunks of
-    at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the transient stays far
-    below a second copy. On an accelerator the accepted-snapshot counter lives on the device and
-    reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
+    (other accelerators, dtypes other than float32, tensors that are not contiguous, a torch
+    without that kernel) the snapshot's weight becomes 0 and each tensor is replaced by the current
+    average through ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is
+    ``nan``), in chunks of at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the
+    transient stays far below a second copy. On an accelerator the accepted-snapshot counter lives
+    on the device and reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
     ``skip_nonfinite=False`` for the bare update.
 
     :param source: an ``nn.Module`` (its parameters, and buffers as ``buffers`` says), a mapping
