@@ -46,8 +46,11 @@ class Divergence(RuntimeError):
     itself would fail there with a distribution error, or act with NaN)."""
 
     def __init__(self, step: int):
-        super().__init__(f"weights hold NaN/Inf at step {step}")
+        super().__init__(step)
         self.step = step
+
+    def __str__(self) -> str:
+        return f"weights hold NaN/Inf at step {self.step}"
 
 
 class CheckpointError(ConfigError):

@@ -23,7 +23,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 
-from agents import checkpoint
+from agents import checkpoint, provenance
 from agents.files import atomic_write
 from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model
 from agents.config import ConfigError, ExperimentConfig
@@ -66,23 +66,31 @@ def _prepare_dir(path: Path, overwrite: bool) -> None:
 
 
 def _resolved(cfg: ExperimentConfig, **extra) -> str:
-    return yaml.safe_dump({**extra, "config": cfg.model_dump(mode="json")}, sort_keys=False)
+    return yaml.safe_dump({**extra, **provenance.stamp(cfg), "config": cfg.model_dump(mode="json")}, sort_keys=False)
 
 
-class Diverged(Exception):
-    """Training stopped because the weights went NaN/Inf (``on_divergence: stop``)."""
+class RunStopped(Exception):
+    """A run that stopped before its end. The constructor's arguments are the exception's ``args``,
+    so it pickles back whole across a process boundary (a worker of ``compare.py``)."""
 
     def __init__(self, path: Path, step: int, checkpoint: Path | None):
-        kept = f"last good checkpoint {checkpoint}" if checkpoint else "no checkpoint was written before"
-        super().__init__(f"{path}: weights hold NaN/Inf at step {step}; training stopped; {kept}")
+        super().__init__(path, step, checkpoint)
+        self.path, self.step, self.checkpoint = path, step, checkpoint
 
 
-class Interrupted(Exception):
+class Diverged(RunStopped):
+    """Training stopped because the weights went NaN/Inf (``on_divergence: stop``)."""
+
+    def __str__(self) -> str:
+        kept = f"last good checkpoint {self.checkpoint}" if self.checkpoint else "no checkpoint was written before"
+        return f"{self.path}: weights hold NaN/Inf at step {self.step}; training stopped; {kept}"
+
+
+class Interrupted(RunStopped):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
 
-    def __init__(self, path: Path, step: int, checkpoint: Path):
-        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}")
-        self.path, self.step, self.checkpoint = path, step, checkpoint
+    def __str__(self) -> str:
+        return f"interrupted at step {self.step}; checkpoint {self.checkpoint}"
 
 
 def _checkpoint_every(cfg: ExperimentConfig, budget: str) -> int:
@@ -105,6 +113,7 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
     """
     path = run_dir(root, cfg, env_id, "prefix", seed)
     final = path / "prefix.ckpt"
+    provenance.check_same(path, cfg)  # never fork from a prefix made with another config or code
     if final.exists():
         checkpoint.read(final)  # damaged -> CheckpointError naming the file
         return final
@@ -168,6 +177,8 @@ def run(
     b = cfg.budget(budget)
     path = run_dir(root, cfg, env_id, variant, seed)
     make_env(cfg, env_id, 1, 0, training=False).close()  # bad env id / missing ROMs: fail before writing
+    if resume:
+        provenance.check_same(path, cfg)
     found = checkpoint.latest(path / "ckpt") if resume else None
     prefix = None
     if found is None:
@@ -240,7 +251,7 @@ def run(
         **{f"final_{k.removesuffix('_mean_reward')}": v for k, v in final.items() if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")},
         "n_averaged": swa.average.n_averaged, "skipped": swa.average.n_skipped, "resumed_from": int(source["num_timesteps"]) if found else None,
         "wall_s": round(wall, 1), "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
-        "device": str(model.device), "torch": torch.__version__,
+        "device": str(model.device), "torch": torch.__version__, **provenance.stamp(cfg),
     }
     atomic_write(path / "result.json", json.dumps(result, indent=1))
     env.close()

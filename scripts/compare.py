@@ -5,8 +5,11 @@
 
 Unfinished runs continue from their newest checkpoint. Forked pairs by default: per (env, seed) the prefix up to the SWA start is trained once, then both
 arms continue from its checkpoint (``--no-fork`` trains each arm from scratch). Finished runs
-(with ``result.json``) are skipped, so an interrupted grid resumes where it stopped. A failing
-run is reported and the others go on.
+(with ``result.json``) are skipped, so an interrupted grid resumes where it stopped. A failing,
+diverging or interrupted run is reported (and listed in the report) and the others go on. Exit
+code: 0 all finished, 1 a run failed, 4 a run diverged, 3 interrupted (Ctrl-C or SIGTERM: the
+running jobs write a checkpoint; rerun the same command to resume). A run or prefix directory
+made with another config or other code is never reused: the grid refuses to start (exit 2).
 
 ``--backend ray`` submits each run as a Ray task with the config's ``resources`` (cpus, gpus);
 the run directories live under ``--out``, which must be storage that every Ray node mounts at the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -35,9 +39,13 @@ from scripts._cli import command_line, guarded
 
 
 def _worker_init() -> None:
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    # an idle worker ignores Ctrl-C; a running job catches it (checkpoint, then Interrupted)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prefix_job(config, overrides, env_id, seed, budget, root, command):
@@ -58,12 +66,23 @@ def _run_job(config, overrides, env_id, variant, seed, budget, root, command, fo
     return run(cfg, env_id, variant, seed, budget, root, command, fork=fork, resume=(path / "config.yaml").exists())
 
 
-def _report(name: str, exc: BaseException | None, failures: list[str]) -> None:
-    if exc is None:
-        print(f"done   {name}", flush=True)
-        return
-    failures.append(name)  # a failing run is reported; the others go on
-    print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
+def _outcome(fn: Callable, *args) -> tuple[str, str]:
+    """Run a job; return ``(status, message)`` with status done, interrupted, diverged or failed.
+
+    Only these two strings leave a worker: an exception object that does not unpickle in the
+    driver would break the whole pool and stop the other runs."""
+    from agents.checkpoint import Divergence
+    from agents.runner import Diverged, Interrupted
+
+    try:
+        fn(*args)
+    except Interrupted as exc:
+        return "interrupted", str(exc)
+    except (Diverged, Divergence) as exc:
+        return "diverged", str(exc)
+    except Exception as exc:  # any failure of one run is reported; the grid goes on
+        return "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    return "done", ""
 
 
 @dataclass
@@ -74,54 +93,109 @@ class Job:
     then: list[Job] = field(default_factory=list)  # submitted when this job succeeds (a prefix's two arms)
 
 
-def _drive(submit: Callable, wait_one: Callable, roots: list[Job]) -> list[str]:
-    """Run jobs as soon as what they need is done: one pool for prefixes and arms, no barrier between them."""
-    failures: list[str] = []
-    pending = {}
-    for job in roots:
-        pending[submit(job)] = job
-    while pending:
-        handle, exc = wait_one(list(pending))
+@dataclass
+class Tally:
+    """What became of each job of a grid."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    messages: dict[str, str] = field(default_factory=dict)
+
+    def add(self, label: str, status: str, message: str = "") -> None:
+        getattr(self, status).append(label)
+        if message:
+            self.messages[label] = message.splitlines()[0]
+        line = f"{status:<11} {label}" + (f": {message.splitlines()[0]}" if message else "")
+        print(line, flush=True)
+        if status == "failed" and "\n" in message:
+            print(message.split("\n", 1)[1], file=sys.stderr, flush=True)
+
+    @property
+    def exit_code(self) -> int:
+        """3: interrupted (rerun to resume), 1: a run failed, 4: a run diverged, 0: all done."""
+        return 3 if self.interrupted else 1 if self.failed else 4 if self.diverged else 0
+
+
+def _drive(submit: Callable, wait_one: Callable, roots: list[Job], limit: int | None = None,
+           interrupt: Callable[[], None] = lambda: None) -> Tally:
+    """Run jobs as soon as what they need is done, at most ``limit`` at a time.
+
+    A finished prefix's arms go before the next prefix, so pairs finish one after the other
+    instead of all prefixes first. ``wait_one(handles)`` returns ``(handle, (status, message))``.
+    Ctrl-C (or SIGTERM) stops submitting, passes the signal on (``interrupt``) and waits for the
+    running jobs to write their checkpoints; a second one stops waiting.
+    """
+    tally = Tally()
+    ready = list(roots)
+    pending: dict = {}
+    stopping = False
+    while pending or (ready and not stopping):
+        while ready and not stopping and (limit is None or len(pending) < limit):
+            job = ready.pop(0)
+            pending[submit(job)] = job
+        try:
+            handle, (status, message) = wait_one(list(pending))
+        except KeyboardInterrupt:
+            if stopping:
+                raise
+            stopping = True
+            print("stopping: the running jobs write a checkpoint; rerun the same command to resume", file=sys.stderr, flush=True)
+            interrupt()
+            continue
         job = pending.pop(handle)
-        if exc is not None:
-            traceback.print_exception(exc, file=sys.stderr)
-        _report(job.label, exc, failures)
-        for child in job.then:
-            if exc is None:
-                pending[submit(child)] = child
-            else:
-                _report(child.label, RuntimeError(f"not run: {job.label} failed"), failures)
-    return failures
+        tally.add(job.label, status, message)
+        if status == "done":
+            ready[:0] = job.then
+        else:
+            for child in job.then:
+                tally.add(child.label, "interrupted" if status == "interrupted" else "failed", f"not run: {job.label} {status}")
+    for job in ready if stopping else []:
+        tally.interrupted.append(job.label)
+    return tally
 
 
-def _local_pool(jobs: int, roots: list[Job]) -> list[str]:
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool:
+def _local_pool(jobs: int, roots: list[Job]) -> Tally:
+    from concurrent.futures.process import BrokenProcessPool
 
-        def wait_one(futures):
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            fut = next(iter(done))
-            return fut, fut.exception()
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
 
-        return _drive(lambda job: pool.submit(job.fn, *job.args), wait_one, roots)
+    def wait_one(futures):
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        fut = next(iter(done))
+        try:
+            return fut, fut.result()
+        except BrokenProcessPool:  # a worker was killed (out of memory, SIGKILL): its run resumes on a rerun
+            return fut, ("failed", "the worker process died (killed by a signal or out of memory)")
+
+    def interrupt():
+        for proc in list(getattr(pool, "_processes", {}).values()):  # the pool has no public list of its workers
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGINT)
+
+    try:
+        return _drive(lambda job: pool.submit(_outcome, job.fn, *job.args), wait_one, roots, jobs, interrupt)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ray_task(fn, *args):
     _worker_init()
-    return fn(*args)
+    return _outcome(fn, *args)
 
 
-def _ray_pool(ray, resources: dict, retries: int, roots: list[Job]) -> list[str]:
-    """Each run a Ray task with the config's resources. A failed or preempted task is retried up to
-    ``retries`` times; a retry resumes the run from its newest checkpoint in the shared run directory."""
-    remote = ray.remote(num_cpus=resources["cpus"], num_gpus=resources["gpus"], max_retries=retries, retry_exceptions=True)(_ray_task)
+def _ray_pool(ray, resources: dict, retries: int, roots: list[Job]) -> Tally:
+    """Each run a Ray task with the config's resources. A preempted task is retried up to ``retries``
+    times; a retry resumes the run from its newest checkpoint in the shared run directory."""
+    remote = ray.remote(num_cpus=resources["cpus"], num_gpus=resources["gpus"], max_retries=retries)(_ray_task)
 
     def wait_one(refs):
         done, _ = ray.wait(refs, num_returns=1)
         try:
-            ray.get(done[0])
-        except Exception as err:  # RayTaskError wraps the run's own exception
-            return done[0], err
-        return done[0], None
+            return done[0], ray.get(done[0])
+        except Exception as err:  # the task's worker died for good
+            return done[0], ("failed", f"{type(err).__name__}: {err}")
 
     return _drive(lambda job: remote.remote(job.fn, *job.args), wait_one, roots)
 
@@ -165,36 +239,52 @@ def main() -> int:
     if unknown:
         raise ConfigError(f"--envs: {unknown} not in the config's envs {cfg.envs}")
     from agents.envs import check_env_id
+    from agents.provenance import check_same
     from agents.runner import run_dir
     from scripts.report import write_report
 
     for env_id in envs:
         check_env_id(cfg, env_id)
+    for e in envs:  # never reuse a run or a prefix made with another config or other code
+        for s in range(args.seeds):
+            for v in (*VARIANTS, "prefix"):
+                check_same(run_dir(args.out, cfg, e, v, s), cfg)
     config = str(Path(args.config).resolve())
     fork = not args.no_fork
     command = command_line()
     out = str(Path(args.out).resolve())  # Ray workers may start elsewhere: absolute paths on shared storage
-    todo = [(e, v, s) for e in envs for s in range(args.seeds) for v in VARIANTS if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
+    todo = [(e, v, s) for s in range(args.seeds) for e in envs for v in VARIANTS if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
     done = len(envs) * args.seeds * len(VARIANTS) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
-    arms = {(e, s): [] for e, _, s in todo}
+    arms: dict[tuple, list[Job]] = {}  # seed-major: every env gets seed 0 before any gets seed 1
     for e, v, s in todo:
-        arms[e, s].append(Job(_run_job, (config, args.overrides, e, v, s, args.budget, out, command, fork), f"{e} {v} seed{s}"))
+        arms.setdefault((s, e), []).append(Job(_run_job, (config, args.overrides, e, v, s, args.budget, out, command, fork), f"{e} {v} seed{s}"))
     if fork:  # each prefix once; its arms start as soon as it is done
         roots = [Job(_prefix_job, (config, args.overrides, e, s, args.budget, out, command), f"{e} prefix seed{s}", then=jobs)
-                 for (e, s), jobs in sorted(arms.items())]
+                 for (s, e), jobs in arms.items()]
     else:
         roots = [job for jobs in arms.values() for job in jobs]
-    if args.backend == "ray":
-        failures = _ray_pool(_connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots)
-    else:
-        failures = _local_pool(args.jobs, roots)
-    report = write_report(Path(args.out) / cfg.experiment, reps=args.reps)
-    print(f"report: {report}")
-    if failures:
-        print(f"{len(failures)} failed: {', '.join(failures)}", file=sys.stderr)
-        return 1
-    return 0
+    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the grid as Ctrl-C does
+    try:
+        if args.backend == "ray":
+            tally = _ray_pool(_connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots)
+        else:
+            tally = _local_pool(args.jobs, roots)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    not_finished = {label: tally.messages.get(label, status) for status in ("failed", "diverged", "interrupted")
+                    for label in getattr(tally, status)}
+    if tally.interrupted:
+        print(f"interrupted: {len(tally.interrupted)} jobs to finish; rerun the same command to resume", file=sys.stderr)
+        return tally.exit_code
+    try:
+        report = write_report(Path(args.out) / cfg.experiment, reps=args.reps, not_finished=not_finished)
+        print(f"report: {report}")
+    except FileNotFoundError as exc:  # no run finished at all
+        print(f"no report: {exc}", file=sys.stderr)
+    if not_finished:
+        print(f"{len(not_finished)} did not finish: {', '.join(not_finished)}", file=sys.stderr)
+    return tally.exit_code
 
 
 if __name__ == "__main__":

@@ -356,7 +356,8 @@ def plot_curves(runs: list[dict], env: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, last_k: int = 3, reps: int = 2000) -> Path:
+def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, last_k: int = 3, reps: int = 2000,
+                 not_finished: dict[str, str] | None = None) -> Path:
     experiment_dir = Path(experiment_dir)
     out = Path(out_dir) if out_dir else experiment_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -368,7 +369,10 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
         plot_curves(runs, env, out / f"curves_{env.replace('/', '_')}.png")
     (out / "runs.csv").write_text(runs_csv(runs))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    (out / "report.md").write_text(markdown(summary, f"Results: {experiment_dir.name}"))
+    text = markdown(summary, f"Results: {experiment_dir.name}")
+    if not_finished:
+        text += "\n## Runs that did not finish\n\n" + "".join(f"- {label}: {why}\n" for label, why in sorted(not_finished.items()))
+    (out / "report.md").write_text(text)
     return out / "report.md"
 
 

@@ -76,6 +76,14 @@ def test_compare_forks_pairs_resumes_and_reports(tmp_path):
     again = script("compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--out", tmp_path, "--reps", "100")
     assert again.returncode == 0 and "0 runs to do, 4 already finished" in again.stdout
     assert (exp / "Pendulum-v1/swa/seed0/result.json").stat().st_mtime == mtime
+    result = json.loads((exp / "Pendulum-v1/swa/seed0/result.json").read_text())
+    assert result["code"] and result["cpu"] and len(result["config_digest"]) == 16
+    # a changed config never reuses these runs: one line naming the field, nothing written
+    before = sorted(p for p in exp.rglob("*") if p.is_file())
+    changed = script("compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--out", tmp_path, "--set", "swa.start=0.5")
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
+    assert "swa.start: 0.75 there, 0.5 now" in changed.stderr
+    assert sorted(p for p in exp.rglob("*") if p.is_file()) == before
 
 
 def test_mujoco_hopper_smoke(tmp_path):
@@ -86,7 +94,7 @@ def test_mujoco_hopper_smoke(tmp_path):
     assert result["env"] == "Hopper-v5" and result["n_averaged"] == 75  # updates after step 225 of 300
 
 
-def test_arms_start_after_their_own_prefix_and_not_after_a_failed_one(capsys):
+def test_arms_go_before_the_next_prefix_and_not_after_a_failed_one(capsys):
     from scripts.compare import Job, _drive
 
     order = []
@@ -97,10 +105,36 @@ def test_arms_start_after_their_own_prefix_and_not_after_a_failed_one(capsys):
 
     def wait_one(handles):
         label = handles[0]  # finishes in submission order
-        return label, (RuntimeError("boom") if label == "prefix 1" else None)
+        return label, (("failed", "boom") if label == "prefix 1" else ("done", ""))
 
-    arms = {k: [Job(print, (), f"arm {k}{v}") for v in "ab"] for k in (0, 1)}
-    failures = _drive(submit, wait_one, [Job(print, (), f"prefix {k}", then=arms[k]) for k in (0, 1)])
-    assert order == ["prefix 0", "prefix 1", "arm 0a", "arm 0b"]  # arms of prefix 1 never submitted
-    assert failures == ["prefix 1", "arm 1a", "arm 1b"]
+    arms = {k: [Job(print, (), f"arm {k}{v}") for v in "ab"] for k in (0, 1, 2)}
+    tally = _drive(submit, wait_one, [Job(print, (), f"prefix {k}", then=arms[k]) for k in (0, 1, 2)], limit=1)
+    # one at a time: a finished prefix's arms run before the next prefix; arms of prefix 1 never run
+    assert order == ["prefix 0", "arm 0a", "arm 0b", "prefix 1", "prefix 2", "arm 2a", "arm 2b"]
+    assert tally.failed == ["prefix 1", "arm 1a", "arm 1b"] and tally.exit_code == 1
     assert "not run: prefix 1 failed" in capsys.readouterr().out
+
+
+def test_run_stops_pickle_back_whole():
+    """They cross the process boundary of compare.py's workers; one that does not unpickle broke the pool."""
+    import pickle
+
+    from agents.checkpoint import Divergence
+    from agents.runner import Diverged, Interrupted
+
+    for exc in (Diverged(Path("/r"), 7, None), Interrupted(Path("/r"), 7, Path("/r/ckpt/step_7.ckpt")), Divergence(7)):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc) and back.step == 7
+
+
+def test_a_diverging_run_does_not_take_the_grid_down(tmp_path):
+    proc = script("compare.py", CARTPOLE, "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--no-fork", "--out", tmp_path,
+                  "--reps", "100", "--set", "budgets.smoke.timesteps=3000", "--set", "budgets.smoke.checkpoint_every=1000",
+                  "--set", "swa.start=0.5", "--set", "swa.swa_lr=1e30")
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    exp = tmp_path / "classic_cartpole_a2c/CartPole-v1"
+    assert (exp / "baseline/seed0/result.json").is_file()  # the other run finished
+    assert not (exp / "swa/seed0/result.json").exists() and list((exp / "swa/seed0/ckpt").glob("step_*.ckpt"))
+    assert "diverged    CartPole-v1 swa seed0" in proc.stdout
+    report = (tmp_path / "classic_cartpole_a2c/report/report.md").read_text()
+    assert "## Runs that did not finish" in report and "CartPole-v1 swa seed0: " in report

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The evidence campaign (docs/results/campaign.md): DDPG on MuJoCo and A2C on Atari, SWA against
+# the plain baseline, each grid run from a worktree of one tagged commit with its own venv.
+#
+#   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
+#   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
+#   bash scripts/campaign.sh collect   # copy the small files of finished runs into docs/results/campaign/
+#
+# CAMPAIGN_DIR (default: ../campaign next to the repository) holds the worktree, the venv, the run
+# directories and the logs; rerunning `start` skips finished runs and resumes unfinished ones.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+TAG=${CAMPAIGN_TAG:-campaign-1}
+DIR=${CAMPAIGN_DIR:-$(dirname "$REPO")/campaign}
+WT=$DIR/wt-$TAG
+RUNS=$DIR/runs
+PY=$DIR/venv-$TAG/bin/python
+AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc_points=10)
+
+# name | config | envs | seeds  (frozen settings: the configs' SWA section plus AVERAGES)
+GRIDS=(
+  "mujoco|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
+  "atari|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
+)
+
+setup() {
+  mkdir -p "$DIR/logs" "$RUNS"
+  [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$TAG"
+  if [ ! -x "$PY" ]; then
+    python3 -m venv "$DIR/venv-$TAG"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q "torch==2.13.0"
+    "$PY" -m pip install -q -e "$WT[atari,mujoco]"
+    "$PY" -m pip freeze > "$DIR/logs/pip-freeze-$TAG.txt"
+  fi
+}
+
+start() {
+  setup
+  for grid in "${GRIDS[@]}"; do
+    IFS='|' read -r name config envs seeds <<< "$grid"
+    if pgrep -f "compare.py $WT/$config" > /dev/null; then echo "$name: already running"; continue; fi
+    # shellcheck disable=SC2086
+    (cd "$WT" && setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
+        --jobs 1 --out "$RUNS" "${AVERAGES[@]}" >> "$DIR/logs/$name.log" 2>&1 &)
+    echo "$name: started (log $DIR/logs/$name.log)"
+  done
+}
+
+status() {
+  for exp in "$RUNS"/*/; do
+    [ -d "$exp" ] && echo "$(basename "$exp"): $(find "$exp" -name result.json | wc -l) runs finished"
+  done
+  pgrep -af "scripts/compare.py" | sed 's/--set.*//' || echo "no grid running"
+  for log in "$DIR"/logs/*.log; do [ -f "$log" ] && { echo "== $log"; tail -n 3 "$log"; }; done
+}
+
+collect() {
+  local dest=$REPO/docs/results/campaign
+  (cd "$RUNS" && find . -name result.json -printf '%h\n') | while read -r run; do
+    mkdir -p "$dest/$run"
+    for f in result.json eval.csv config.yaml command.txt posthoc.json; do
+      [ -f "$RUNS/$run/$f" ] && cp "$RUNS/$run/$f" "$dest/$run/$f"
+    done
+    prefix=$(dirname "$(dirname "$run")")/prefix/$(basename "$run")
+    [ -f "$RUNS/$prefix/prefix.json" ] && mkdir -p "$dest/$prefix" && cp "$RUNS/$prefix/"{prefix.json,config.yaml} "$dest/$prefix/"
+  done
+  echo "copied into $dest"
+}
+
+"${1:-status}"
