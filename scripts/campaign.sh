@@ -3,6 +3,7 @@
 # the plain baseline, each grid run from a worktree of one tagged commit with its own venv.
 #
 #   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
+#   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs into docs/results/campaign/
 #
@@ -11,6 +12,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TAG=${CAMPAIGN_TAG:-campaign-1}
+COMMIT=6bf1fcf0e16b8b355aca0aa05223aefc41547f32   # what the tag campaign-1 names (a new checkout may lack tags)
 DIR=${CAMPAIGN_DIR:-$(dirname "$REPO")/campaign}
 WT=$DIR/wt-$TAG
 RUNS=$DIR/runs
@@ -25,7 +27,11 @@ GRIDS=(
 
 setup() {
   mkdir -p "$DIR/logs" "$RUNS"
-  [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$TAG"
+  # a clone of its own (not a linked worktree), so that it knows its commit whatever happens to this checkout
+  if [ "$(git -C "$WT" rev-parse HEAD 2>/dev/null)" != "$COMMIT" ]; then
+    rm -rf "$WT"
+    git clone -q --no-checkout "$REPO" "$WT" && git -C "$WT" checkout -q --detach "$COMMIT"
+  fi
   if [ ! -x "$PY" ]; then
     python3 -m venv "$DIR/venv-$TAG"
     "$PY" -m pip install -q --upgrade pip
@@ -35,15 +41,28 @@ setup() {
   fi
 }
 
+running() {  # the driver of grid $1 is alive
+  local pid
+  pid=$(cat "$DIR/logs/$1.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && grep -q compare.py "/proc/$pid/cmdline"
+}
+
 start() {
   setup
   for grid in "${GRIDS[@]}"; do
     IFS='|' read -r name config envs seeds <<< "$grid"
-    if pgrep -f "compare.py $WT/$config" > /dev/null; then echo "$name: already running"; continue; fi
+    if running "$name"; then echo "$name: already running"; continue; fi
     # shellcheck disable=SC2086
-    (cd "$WT" && setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
-        --jobs 1 --out "$RUNS" "${AVERAGES[@]}" >> "$DIR/logs/$name.log" 2>&1 &)
+    (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
+        --jobs 1 --out "$RUNS" "${AVERAGES[@]}" >> "$DIR/logs/$name.log" 2>&1) &
+    echo $! > "$DIR/logs/$name.pid"
     echo "$name: started (log $DIR/logs/$name.log)"
+  done
+}
+
+stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
+  for grid in "${GRIDS[@]}"; do  # the driver only: it passes the signal on to its running jobs
+    name=${grid%%|*}
+    if running "$name"; then kill -TERM "$(cat "$DIR/logs/$name.pid")"; echo "$name: asked to stop"; fi
   done
 }
 
