@@ -20,18 +20,26 @@ from rl_swa import SWACallback
 
 VARIANTS = ("baseline", "swa")
 OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "rmsprop": (RMSpropTFLike, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})}
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU, "leaky_relu": torch.nn.LeakyReLU, "gelu": torch.nn.GELU}
+
+
+def _policy_kwargs(cfg: ExperimentConfig) -> dict:
+    kwargs = dict(cfg.policy_kwargs)
+    if "activation_fn" in kwargs:
+        kwargs["activation_fn"] = ACTIVATIONS[kwargs["activation_fn"]]
+    return kwargs
 
 
 def build_a2c(cfg: ExperimentConfig, env: VecEnv, seed: int, tensorboard_log: str | None, hyperparams: dict) -> A2C:
     opt_class, opt_kwargs = OPTIMIZERS[cfg.optimizer]
-    policy_kwargs = {"optimizer_class": opt_class, "optimizer_kwargs": opt_kwargs, **cfg.policy_kwargs}
+    policy_kwargs = {"optimizer_class": opt_class, "optimizer_kwargs": opt_kwargs, **_policy_kwargs(cfg)}
     return A2C(cfg.policy, env, seed=seed, device="auto", tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, **hyperparams)
 
 
 def build_ddpg(cfg: ExperimentConfig, env: VecEnv, seed: int, tensorboard_log: str | None, hyperparams: dict) -> DDPG:
     n_actions = env.action_space.shape[-1]
     noise = None if not cfg.action_noise else NormalActionNoise(np.zeros(n_actions), cfg.action_noise * np.ones(n_actions))
-    return DDPG(cfg.policy, env, seed=seed, device="auto", action_noise=noise, tensorboard_log=tensorboard_log, policy_kwargs=dict(cfg.policy_kwargs), **hyperparams)
+    return DDPG(cfg.policy, env, seed=seed, device="auto", action_noise=noise, tensorboard_log=tensorboard_log, policy_kwargs=_policy_kwargs(cfg), **hyperparams)
 
 
 BUILDERS = {"a2c": build_a2c, "ddpg": build_ddpg}

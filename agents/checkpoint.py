@@ -29,13 +29,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents import env_state
 from agents.config import ConfigError
-from agents.files import atomic_write
+from rl_swa.files import atomic_write
 from rl_swa.adapters import select_tensors
 from rl_swa.averaging import all_finite
 
 MAGIC = b"RLSWA-CKPT-1\n"
-DIVERGENCE_POLICIES = ("stop", "continue")
 VERSION = 1
 
 
@@ -69,7 +69,7 @@ def capture(model: BaseAlgorithm, env: VecEnv, callback_state: dict | None) -> d
     buf = io.BytesIO()
     model.save(buf)
     try:
-        env_blob = cloudpickle.dumps(env)
+        env_blob = env_state.dumps(env)  # Atari too: emulator states included
     except Exception as exc:  # an env that cannot be pickled: resume resets its episodes
         warnings.warn(f"training env cannot be pickled ({type(exc).__name__}); a resume will start new episodes", RuntimeWarning)
         env_blob = None
@@ -108,16 +108,21 @@ def read(path: Path) -> dict[str, Any]:
 
 
 def checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint files in ``folder``, newest step first."""
-    return sorted(Path(folder).glob("step_*.ckpt"), key=lambda p: int(p.stem.split("_")[1]), reverse=True)
+    """Checkpoint files (``step_<int>.ckpt``) in ``folder``, newest step first; other names are not ours."""
+    found = [p for p in Path(folder).glob("step_*.ckpt") if p.stem.removeprefix("step_").isdigit()]
+    return sorted(found, key=lambda p: int(p.stem.removeprefix("step_")), reverse=True)
 
 
 def latest(folder: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that reads back whole; a damaged newer one is reported and skipped."""
-    for path in checkpoints(folder):
+    """The newest checkpoint that reads back whole; a damaged newer one is reported and skipped.
+    None when there is none; ``CheckpointError`` when every one is damaged (never a silent restart)."""
+    found = checkpoints(folder)
+    for i, path in enumerate(found):
         try:
             return path, read(path)
         except CheckpointError as exc:
+            if i + 1 == len(found):
+                raise CheckpointError(f"{exc}; no readable checkpoint is left in {folder} (remove the run directory to start again)") from None
             print(f"warning: {exc}; using the previous checkpoint", flush=True)
     return None
 
@@ -141,11 +146,11 @@ class Checkpointer(BaseCallback):
 
     After a checkpoint taken for ``stop_at`` or a signal, training stops (``interrupted`` is set
     for a signal). Keeps the newest ``keep`` files. Weights holding NaN/Inf are never saved:
-    ``on_divergence="stop"`` ends training (``diverged_at`` set; the last good checkpoint stays),
-    ``"continue"`` goes on and saves again once the weights are finite.
+    ends training with ``Divergence`` before the next action (the last good checkpoint stays); the
+    run then stops or finishes with its averages (``on_divergence`` of the runner).
     """
 
-    def __init__(self, folder: Path, every: int | None, env: VecEnv, swa=None, stop_at: int | None = None, keep: int = 2, on_divergence: str = "stop"):
+    def __init__(self, folder: Path, every: int | None, env: VecEnv, swa=None, stop_at: int | None = None, keep: int = 2):
         super().__init__()
         self.folder = Path(folder)
         self.every = every
@@ -159,10 +164,6 @@ class Checkpointer(BaseCallback):
         self._next = None
         self.last_path: Path | None = None
         self.last_step: int | None = None
-        if on_divergence not in DIVERGENCE_POLICIES:
-            raise ValueError(f"on_divergence={on_divergence!r} is not supported; allowed: {', '.join(DIVERGENCE_POLICIES)}")
-        self.on_divergence = on_divergence
-        self.diverged_at: int | None = None
 
     def _on_training_start(self) -> None:
         # Checked at every rollout boundary: the tensors that train (DDPG's targets only follow
@@ -177,28 +178,19 @@ class Checkpointer(BaseCallback):
     def _finite(self, everything: bool = False) -> bool:
         return all_finite(self.model.policy.parameters() if everything else self._trained)
 
-    def _healthy(self, everything: bool = False) -> bool:
-        """False (and the divergence handled) when the weights hold NaN/Inf."""
-        if self._finite(everything):
-            return True
-        if self.diverged_at is None:
-            # NaN/Inf weights: never checkpointed; the SWA average already skips such snapshots.
-            self.diverged_at = int(self.num_timesteps)
-            if self.on_divergence == "stop":
-                raise Divergence(self.diverged_at)
-            print(f"warning: weights hold NaN/Inf at step {self.diverged_at}; going on (on_divergence=continue), "
-                  "checkpoints paused until they are finite again", flush=True)
-        return False
+    def _check_finite(self, everything: bool = False) -> None:
+        """Raise ``Divergence`` when the weights hold NaN/Inf: they are never checkpointed, nor acted
+        with (the SWA average already skips such snapshots)."""
+        if not self._finite(everything):
+            raise Divergence(int(self.num_timesteps))
 
     def _on_rollout_start(self) -> None:
-        if not self._healthy():
-            if self.signal_received:  # stop now; the last good checkpoint is the one to resume
-                self._stop = self.interrupted = True
-            return
+        self._check_finite()
         reached_stop = self.stop_at is not None and self.num_timesteps >= self.stop_at
         due = self._next is not None and self.num_timesteps >= self._next
-        if not (due or reached_stop or self.signal_received) or not self._healthy(everything=True):
+        if not (due or reached_stop or self.signal_received):
             return
+        self._check_finite(everything=True)
         self.save()
         if due:
             self._next = (self.num_timesteps // self.every + 1) * self.every

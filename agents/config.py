@@ -22,11 +22,60 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class A2CParams(_Strict):
+    """The SB3 ``A2C`` arguments a config may set (the optimizer is set by ``optimizer``)."""
+
+    learning_rate: float = Field(None, gt=0)
+    n_steps: int = Field(None, ge=1)
+    gamma: float = Field(None, gt=0, le=1)
+    gae_lambda: float = Field(None, ge=0, le=1)
+    ent_coef: float = Field(None, ge=0)
+    vf_coef: float = Field(None, ge=0)
+    max_grad_norm: float = Field(None, gt=0)
+    normalize_advantage: bool = None
+    stats_window_size: int = Field(None, ge=1)
+
+
+class DDPGParams(_Strict):
+    """The SB3 ``DDPG`` arguments a config may set (action noise is set by ``action_noise``)."""
+
+    learning_rate: float = Field(None, gt=0)
+    buffer_size: int = Field(None, ge=1, le=10**8)
+    learning_starts: int = Field(None, ge=0)
+    batch_size: int = Field(None, ge=1)
+    tau: float = Field(None, gt=0, le=1)
+    gamma: float = Field(None, gt=0, le=1)
+    train_freq: int = Field(None, ge=1)
+    gradient_steps: int = Field(None, ge=-1)
+    stats_window_size: int = Field(None, ge=1)
+
+
+class DDPGPolicyKwargs(_Strict):
+    """The SB3 ``policy_kwargs`` a DDPG config may set (activations by name)."""
+
+    net_arch: list[int] | dict[Literal["pi", "qf"], list[int]] = None
+    activation_fn: Literal["tanh", "relu", "elu", "leaky_relu", "gelu"] = None
+    share_features_extractor: bool = None
+    normalize_images: bool = None
+
+
+class A2CPolicyKwargs(DDPGPolicyKwargs):
+    """The SB3 ``policy_kwargs`` an A2C config may set (activations by name)."""
+
+    net_arch: list[int] | dict[Literal["pi", "vf"], list[int]] = None
+    ortho_init: bool = None
+    log_std_init: float = None
+
+
+HYPERPARAMS = {"a2c": A2CParams, "ddpg": DDPGParams}
+POLICY_KWARGS = {"a2c": A2CPolicyKwargs, "ddpg": DDPGPolicyKwargs}
+
+
 class Budget(_Strict):
     timesteps: int = Field(gt=0, description="env steps of one run")
     eval_freq: int = Field(gt=0, description="evaluate every this many env steps")
     eval_episodes: int = Field(gt=0, description="episodes per evaluation")
-    hyperparams: dict[str, Any] = Field(default_factory=dict, description="overrides of the config's hyperparams")
+    hyperparams: dict[str, Any] = Field(default_factory=dict, description="overrides of the config's hyperparams (checked as those)")
     checkpoint_every: int | None = Field(None, gt=0, description="env steps between checkpoints (default max(eval_freq, timesteps/10))")
 
 
@@ -87,23 +136,56 @@ class EvalSettings(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    experiment: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    experiment: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name of the grid under --out")
     algo: Literal["a2c", "ddpg"]
     env_type: Literal["classic", "atari", "mujoco"]
     envs: list[str] = Field(min_length=1)
-    n_envs: int = Field(1, ge=1)
+    n_envs: int = Field(1, ge=1, le=256)
     optimizer: Literal["adam", "rmsprop"] = "adam"
-    policy: str = "MlpPolicy"
-    hyperparams: dict[str, Any] = Field(default_factory=dict)
-    policy_kwargs: dict[str, Any] = Field(default_factory=dict)
+    policy: Literal["MlpPolicy", "CnnPolicy", "MultiInputPolicy"] = "MlpPolicy"
+    hyperparams: dict[str, Any] = Field(default_factory=dict, description="SB3 arguments of the algorithm (A2CParams, DDPGParams)")
+    policy_kwargs: dict[str, Any] = Field(default_factory=dict, description="SB3 policy_kwargs (PolicyKwargs)")
     action_noise: float | None = Field(None, ge=0, description="DDPG: std of Gaussian action noise")
     sticky_actions: float = Field(0.0, ge=0, le=1, description="Atari: repeat_action_probability")
     frame_stack: int = Field(4, ge=1)
     budgets: dict[str, Budget]
-    on_divergence: Literal["stop", "continue"] = Field("stop", description="NaN/Inf weights: stop keeping the last good checkpoint, or go on")
+    on_divergence: Literal["stop", "finish"] = Field(
+        "stop", description="NaN/Inf weights: stop (exit 4, the last good checkpoint kept), or finish the run with its averages")
     resources: Resources = Resources()
     swa: SWASettings = SWASettings()
     eval: EvalSettings = EvalSettings()
+
+    @field_validator("experiment")
+    @classmethod
+    def _one_folder(cls, v):
+        if set(v) == {"."}:
+            raise ValueError("must name a folder: letters, digits, _ . - and not only dots")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_sb3_arguments(cls, data):
+        """hyperparams (the config's and each budget's) and policy_kwargs checked as the algorithm's
+        typed arguments, and kept as the plain dict of the keys given (values converted)."""
+        if not isinstance(data, dict) or not isinstance(data.get("algo"), str) or data["algo"] not in HYPERPARAMS:
+            return data
+        data = dict(data)
+        sections = [("hyperparams", data, HYPERPARAMS[data["algo"]]), ("policy_kwargs", data, POLICY_KWARGS[data["algo"]])]
+        if isinstance(data.get("budgets"), dict):
+            data["budgets"] = {k: dict(v) if isinstance(v, dict) else v for k, v in data["budgets"].items()}
+            sections += [(f"budgets.{k}.hyperparams", b, HYPERPARAMS[data["algo"]]) for k, b in data["budgets"].items() if isinstance(b, dict)]
+        for where, node, model in sections:
+            key = where.rsplit(".", 1)[-1]
+            given = node.get(key)
+            if given is None:
+                continue
+            if not isinstance(given, dict):
+                raise ValueError(f"{where}: must be a mapping (got {given!r})")
+            try:
+                node[key] = model.model_validate(given).model_dump(exclude_unset=True)
+            except ValidationError as exc:
+                raise ValueError(f"{where}.{_first_error(exc)}") from None
+        return data
 
     @model_validator(mode="after")
     def _checks(self):
@@ -112,9 +194,6 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"budgets.{key} is missing (every config defines smoke, short and paper)")
         if self.algo == "ddpg" and self.optimizer != "adam":
             raise ValueError("optimizer: DDPG uses adam only")
-        for bad in ("policy_kwargs", "env", "seed", "tensorboard_log", "device", "verbose"):
-            if bad in self.hyperparams:
-                raise ValueError(f"hyperparams.{bad} is set by rl-swa; remove it")
         return self
 
     def hyperparams_for(self, budget: str) -> dict[str, Any]:
@@ -155,8 +234,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "config"
+    loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check of several fields: its message names them
+        return msg
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     value = err.get("input")
@@ -173,12 +254,29 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
         raise ConfigError(f"{source}: {_first_error(exc)}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
     return parse_config(apply_overrides(data or {}, overrides or []), str(path))

@@ -14,9 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agents.config import ConfigError, ExperimentConfig
+from agents.rundir import read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_RESULTS = ("resources",)  # where a run runs, not what it computes
@@ -78,11 +77,10 @@ def check_same(path: Path, cfg: ExperimentConfig, code: bool = True) -> None:
     saved = path / "config.yaml"
     if not saved.is_file():
         return
-    try:
-        meta = yaml.safe_load(saved.read_text())
-        old = {k: v for k, v in meta["config"].items() if k not in NOT_RESULTS}
-    except (yaml.YAMLError, OSError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-        raise ConfigError(f"{saved}: unreadable; remove {path} to train it again") from None
+    meta = read_yaml(saved)
+    if not isinstance(meta.get("config"), dict):
+        raise ConfigError(f"{saved}: holds no config; remove {path} to train it again")
+    old = {k: v for k, v in meta["config"].items() if k not in NOT_RESULTS}
     new = config_identity(cfg)
     if old != new:
         raise ConfigError(f"{path} was made with another config ({_first_difference(old, new)}); "

@@ -1,7 +1,9 @@
 """One training run (config, env, variant, seed, budget) and its run directory.
 
 Layout: ``<root>/<experiment>/<env>/<variant>/seed<k>/`` holding ``config.yaml`` (resolved),
-``command.txt``, ``tb/`` (TensorBoard), ``eval.csv``, ``model.zip``, ``swa_policy.zip`` and, written
+``command.txt``, ``tb/`` (TensorBoard), ``eval.csv``, ``model.zip`` (SB3's format), the online and
+averaged policies as ``policy.safetensors`` and ``swa_policy.safetensors`` (they load without
+unpickling: ``rl_swa.SWAPolicy.load``) and, written
 atomically at the very end, ``result.json``. A forked pair shares a prefix run in
 ``<root>/<experiment>/<env>/prefix/seed<k>/`` trained once up to the SWA start.
 """
@@ -9,11 +11,13 @@ atomically at the very end, ``result.json``. A forked pair shares a prefix run i
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,12 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 
 from agents import checkpoint, provenance
-from agents.files import atomic_write
+from rl_swa.files import atomic_write
 from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from rl_swa.callback import resolve_steps
+from rl_swa.policy import SWAPolicy
 
 CUSTOM_SCALARS = {
     "SWA": {
@@ -55,6 +60,24 @@ def write_custom_scalars(experiment_dir: Path) -> None:
         return
     with SummaryWriter(str(layout_dir)) as writer:
         writer.add_custom_scalars(CUSTOM_SCALARS)
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on the run directory ``path`` (a hidden sibling file, so that
+    ``--overwrite`` can hold it while it replaces the directory). The OS releases it when the
+    process ends, however it ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"{path} is in use by another process (a run or grid writing it); wait for it to end or stop it") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _prepare_dir(path: Path, overwrite: bool) -> None:
@@ -117,6 +140,11 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
     if final.exists():
         checkpoint.read(final)  # damaged -> CheckpointError naming the file
         return final
+    with locked(path):
+        return _train_prefix(cfg, env_id, seed, budget, root, command, path, final)
+
+
+def _train_prefix(cfg, env_id, seed, budget, root, command, path, final) -> Path:
     b = cfg.budget(budget)
     t0 = time.time()
     eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
@@ -137,7 +165,7 @@ def train_prefix(cfg: ExperimentConfig, env_id: str, seed: int, budget: str, roo
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
     start_step = resolve_steps("start", cfg.swa.start, b.timesteps)
     swa.ends_at = start_step
-    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step, on_divergence=cfg.on_divergence)
+    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step)
     try:
         with checkpoint.signals_to(saver):
             model.learn(b.timesteps - int(model.num_timesteps), callback=CallbackList([swa, saver]), reset_num_timesteps=found is None)
@@ -174,11 +202,19 @@ def run(
     """
     if variant not in VARIANTS:
         raise ConfigError(f"--variant: {variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
-    b = cfg.budget(budget)
+    cfg.budget(budget)
     path = run_dir(root, cfg, env_id, variant, seed)
     make_env(cfg, env_id, 1, 0, training=False).close()  # bad env id / missing ROMs: fail before writing
+    if path.exists() and not (resume or overwrite):
+        raise ConfigError(f"run directory {path} exists; pass --overwrite to replace it (or remove it)")
     if resume:
         provenance.check_same(path, cfg)
+    with locked(path):
+        return _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, progress, resume, path)
+
+
+def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, progress, resume, path) -> dict[str, Any]:
+    b = cfg.budget(budget)
     found = checkpoint.latest(path / "ckpt") if resume else None
     prefix = None
     if found is None:
@@ -188,9 +224,8 @@ def run(
         write_custom_scalars(Path(root) / cfg.experiment)
         atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant=variant, seed=seed, budget=budget, fork=fork,
                                                      seeding={"train": seed, "eval": cfg.eval.seed}))
-        atomic_write(path / "command.txt", command + "\n")
-    else:
-        atomic_write(path / "command.txt", (path / "command.txt").read_text() + command + "\n")
+    history = (path / "command.txt").read_text() if resume and (path / "command.txt").is_file() else ""
+    atomic_write(path / "command.txt", history + command + "\n")  # every command that worked on the run
 
     t0 = time.time()
     eval_env = make_env(cfg, env_id, 1, cfg.eval.seed, training=False)
@@ -213,25 +248,32 @@ def run(
         data = yaml.safe_load((path / "config.yaml").read_text())
         atomic_write(path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False))
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
-    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, on_divergence=cfg.on_divergence)
+    saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa)
     start_steps = int(model.num_timesteps)
+    diverged_at = None
     try:
         with checkpoint.signals_to(saver):
             model.learn(b.timesteps - start_steps, callback=CallbackList([swa, saver]), reset_num_timesteps=source is None, progress_bar=progress)
     except checkpoint.Divergence as exc:
-        env.close()
-        eval_env.close()
-        previous = checkpoint.checkpoints(path / "ckpt")
-        raise Diverged(path, exc.step, previous[0] if previous else None) from None
+        diverged_at = exc.step
+        if cfg.on_divergence == "stop":
+            env.close()
+            eval_env.close()
+            previous = checkpoint.checkpoints(path / "ckpt")
+            raise Diverged(path, exc.step, previous[0] if previous else None) from None
+        print(f"warning: weights hold NaN/Inf at step {exc.step}; finishing the run with its averages (on_divergence=finish)", flush=True)
+        swa.on_training_end()  # final evaluation (the averages; the online policy is broken) and clean-up
     if saver.interrupted:
         env.close()
         eval_env.close()
         raise Interrupted(path, saver.last_step, saver.last_path)
     wall = time.time() - t0
 
-    model.save(path / "model.zip")
+    model.save(path / "model.zip")  # SB3's format (trusted files only: it unpickles)
+    SWAPolicy(model.policy, {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "env_id": env_id,
+                             "weights": "online"}).save(path / "policy.safetensors")
     if swa.has_snapshot:
-        swa.policy.save(path / "swa_policy.zip")
+        swa.policy.save(path / "swa_policy.safetensors")
     if swa.posthoc:
         blob = io.BytesIO()
         torch.save({"points": swa.posthoc, "start_step": swa.start_step, "update_every": swa.update_every}, blob)
@@ -247,13 +289,13 @@ def run(
     result = {
         "experiment": cfg.experiment, "env": env_id, "variant": variant, "seed": seed, "budget": budget,
         "timesteps": int(model.num_timesteps), "fork": fork, "fork_step": fork_step, "fork_digest": fork_digest,
-        "final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"),
+        "final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"), "diverged_at": diverged_at,
         **{f"final_{k.removesuffix('_mean_reward')}": v for k, v in final.items() if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")},
         "n_averaged": swa.average.n_averaged, "skipped": swa.average.n_skipped, "resumed_from": int(source["num_timesteps"]) if found else None,
         "wall_s": round(wall, 1), "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
         "device": str(model.device), "torch": torch.__version__, **provenance.stamp(cfg),
     }
-    atomic_write(path / "result.json", json.dumps(result, indent=1))
+    atomic_write(path / "result.json", json.dumps(result, indent=1, allow_nan=False))  # strict JSON
     env.close()
     eval_env.close()
     return result

@@ -14,7 +14,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
-from rl_swa.averaging import WeightAverage, flatten_parameters
+from rl_swa.averaging import WeightAverage, all_finite, flatten_parameters
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import check_sigma_rels, gamma_of
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
@@ -397,8 +397,10 @@ class SWACallback(BaseCallback):
     def evaluate(self) -> dict[str, float]:
         """Evaluate the online and (once it exists) the averaged policy on the same episodes; log and return the row."""
         row: dict[str, float] = {"step": int(self.num_timesteps)}
-        rewards, lengths = self._play()
-        row.update(online_mean_reward=float(np.mean(rewards)), online_std_reward=float(np.std(rewards)), online_mean_ep_length=float(np.mean(lengths)))
+        if all_finite(self.model.policy.parameters()):  # broken online weights cannot act (the averages skip them)
+            rewards, lengths = self._play()
+            row.update(online_mean_reward=float(np.mean(rewards)), online_std_reward=float(np.std(rewards)),
+                       online_mean_ep_length=float(np.mean(lengths)))
         if self.has_snapshot:
             with self.average.swapped():
                 rewards, lengths = self._play()
@@ -417,7 +419,7 @@ class SWACallback(BaseCallback):
         self.evaluations.append(row)
         if self.verbose:
             swa = f", swa {row['swa_mean_reward']:.2f}" if "swa_mean_reward" in row else ""
-            print(f"[rl_swa] step {row['step']}: online {row['online_mean_reward']:.2f}{swa}")
+            print(f"[rl_swa] step {row['step']}: online {row.get('online_mean_reward', float('nan')):.2f}{swa}")
         return row
 
     # ------------------------------------------------------------------ results

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
-import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +12,26 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+from safetensors import safe_open
+from safetensors.torch import save
 from stable_baselines3.common.utils import get_device
 
 from rl_swa.averaging import WeightAverage
+from rl_swa.files import atomic_write
+from rl_swa.serialization import class_path, decode, encode, import_class
 
 FORMAT = "rl-swa-policy"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUFFIX = ".safetensors"
+NOT_SAVED = ("lr_schedule",)  # training only: the loaded policy gets SB3's dummy schedule
 
 
 class SWAPolicy:
     """An SB3 policy holding averaged weights, with SB3's ``predict`` and a one-file ``save``/``load``.
 
-    The file is SB3's zip format (``save_to_zip_file``): the policy class, its constructor
-    arguments (spaces included), the weights and metadata. Loading needs ``rl_swa`` and SB3 only,
-    not the environment or the training code.
+    The file is a ``.safetensors`` file: the weights, and in its header the policy class (an
+    import path), its constructor arguments (spaces included) and metadata as JSON. Loading runs
+    no stored code and needs ``rl_swa`` and SB3 only, not the environment or the training code.
 
     :param policy: the SB3 policy whose weights are the averages.
     :param metadata: plain data recorded with it (algorithm, env id, n_averaged, steps, ...).
@@ -82,49 +87,74 @@ class SWAPolicy:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one self-contained file, atomically (temp file + rename). Returns the path written."""
+        """Write one ``.safetensors`` file, atomically: the weights, and in its header the policy class
+        (import path), its constructor arguments (plain data) and the metadata, as JSON. Returns the path."""
         path = Path(path)
-        if path.suffix != ".zip":
-            path = path.with_suffix(path.suffix + ".zip") if path.suffix else path.with_suffix(".zip")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
+        if path.suffix != SUFFIX:
+            path = path.with_name(path.name + SUFFIX)
+        kwargs = {k: v for k, v in self.policy._get_constructor_parameters().items() if k not in NOT_SAVED}
+        header = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "policy_class": type(self.policy),
-            "policy_kwargs": self.policy._get_constructor_parameters(),
-            "metadata": self.metadata,
+            "format_version": str(FORMAT_VERSION),
+            "policy_class": class_path(type(self.policy)),
+            "policy_kwargs": json.dumps(encode(kwargs, "policy_kwargs")),
+            "metadata": json.dumps(encode(self.metadata, "metadata")),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_to_zip_file(tmp, data=data, params={"policy": self.policy.state_dict()})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, save(_unique_tensors(self.policy.state_dict()), metadata=header))
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "auto") -> SWAPolicy:
-        """Load a file written by :meth:`save`. A damaged or foreign file raises ``ValueError`` naming it."""
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "auto", allow: Iterable[str] = ()) -> SWAPolicy:
+        """Load a file written by :meth:`save`. Nothing is unpickled: the policy class must come from
+        SB3, sb3-contrib, rl_swa (or a module named in ``allow``). A damaged or foreign file raises
+        ``ValueError`` naming it."""
         path = Path(path)
-        if not path.exists() and path.with_suffix(".zip").exists():
-            path = path.with_suffix(".zip")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such SWAPolicy file")
         try:
-            data, params, _ = load_from_zip_file(path, device=device)
-        except (zipfile.BadZipFile, ValueError, EOFError, RuntimeError, KeyError, OSError) as exc:
-            raise ValueError(f"{path}: not a readable SWAPolicy file ({type(exc).__name__}: {exc})") from exc
-        if not data or data.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an SWAPolicy file (format {None if not data else data.get('format')!r}, expected {FORMAT!r})")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: SWAPolicy format version {data.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
-        if "policy" not in params:
-            raise ValueError(f"{path}: SWAPolicy file holds no policy weights")
+            with safe_open(path, "pt", device="cpu") as f:
+                header = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types for a damaged header or body
+            raise ValueError(f"{path}: not an SWAPolicy file (rl-swa policies are {SUFFIX} files; {type(exc).__name__}: {exc})") from None
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an SWAPolicy file (format {header.get('format')!r}, expected {FORMAT!r})")
+        if header.get("format_version") != str(FORMAT_VERSION):
+            raise ValueError(f"{path}: SWAPolicy format version {header.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
         try:
-            policy = data["policy_class"](**data["policy_kwargs"])
-            policy.load_state_dict(params["policy"])
-        except (TypeError, RuntimeError, KeyError) as exc:
-            raise ValueError(f"{path}: policy weights do not fit the stored policy ({exc})") from exc
-        return cls(policy.to(get_device(device)), data.get("metadata"))
+            policy_class = import_class(header["policy_class"], allow)
+            if not issubclass(policy_class, BasePolicy):
+                raise ValueError(f"{header['policy_class']} is not allowed: not an SB3 policy class")
+            kwargs = decode(json.loads(header["policy_kwargs"]), allow)
+            metadata = decode(json.loads(header["metadata"]))
+            policy = policy_class(**kwargs, lr_schedule=BasePolicy._dummy_schedule)
+            _load_unique_tensors(policy, state)
+        except (ValueError, TypeError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: {exc}".replace("\n", " ")) from None
+        return cls(policy.to(get_device(device)), metadata)
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    return t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())
+
+
+def _unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each tensor once, under its first name: a policy may hold one module under several names
+    (A2C's CnnPolicy shares its NatureCNN trunk), and safetensors stores no aliases."""
+    seen: set[tuple] = set()
+    unique = {}
+    for name, t in state.items():
+        if _storage_key(t) not in seen:
+            seen.add(_storage_key(t))
+            unique[name] = t.detach().to("cpu").contiguous()
+    return unique
+
+
+def _load_unique_tensors(policy: BasePolicy, state: dict[str, torch.Tensor]) -> None:
+    """Load what :func:`_unique_tensors` kept; every name left out must be an alias of a loaded one."""
+    missing, unexpected = policy.load_state_dict(state, strict=False)
+    own = policy.state_dict()
+    loaded = {_storage_key(own[k]) for k in state if k in own}
+    stray = [k for k in missing if _storage_key(own[k]) not in loaded]
+    if unexpected or stray:
+        raise ValueError(f"policy weights do not fit the stored policy (missing {stray[:3]}, unexpected {unexpected[:3]})")

@@ -7,37 +7,41 @@
 #   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs into docs/results/campaign/
 #
-# CAMPAIGN_DIR (default: ../campaign next to the repository) holds the worktree, the venv, the run
-# directories and the logs; rerunning `start` skips finished runs and resumes unfinished ones.
+# CAMPAIGN_DIR (default: ../campaign next to the repository) holds one clone and one venv per code
+# version, the run directories and the logs; rerunning `start` skips finished runs and resumes
+# unfinished ones.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-TAG=${CAMPAIGN_TAG:-campaign-1}
-COMMIT=6bf1fcf0e16b8b355aca0aa05223aefc41547f32   # what the tag campaign-1 names (a new checkout may lack tags)
 DIR=${CAMPAIGN_DIR:-$(dirname "$REPO")/campaign}
-WT=$DIR/wt-$TAG
 RUNS=$DIR/runs
-PY=$DIR/venv-$TAG/bin/python
 AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc_points=10)
 
-# name | config | envs | seeds  (frozen settings: the configs' SWA section plus AVERAGES)
+# name | code (tag=commit; a new checkout may lack tags) | config | envs | seeds
+# Frozen settings: the configs' SWA section plus AVERAGES. A grid never changes its code.
 GRIDS=(
-  "mujoco|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
-  "atari|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
+  "mujoco|campaign-1=6bf1fcf0e16b8b355aca0aa05223aefc41547f32|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
+  "atari|campaign-2=COMMIT2|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
 )
 
-setup() {
+grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
+  IFS='|' read -r name code config envs seeds <<< "$1"
+  tag=${code%%=*}; commit=${code#*=}
+  WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python
+}
+
+setup() {  # for the grid set by `grid`
   mkdir -p "$DIR/logs" "$RUNS"
   # a clone of its own (not a linked worktree), so that it knows its commit whatever happens to this checkout
-  if [ "$(git -C "$WT" rev-parse HEAD 2>/dev/null)" != "$COMMIT" ]; then
+  if [ "$(git -C "$WT" rev-parse HEAD 2>/dev/null)" != "$commit" ]; then
     rm -rf "$WT"
-    git clone -q --no-checkout "$REPO" "$WT" && git -C "$WT" checkout -q --detach "$COMMIT"
+    git clone -q --no-checkout "$REPO" "$WT" && git -C "$WT" checkout -q --detach "$commit"
   fi
   if [ ! -x "$PY" ]; then
-    python3 -m venv "$DIR/venv-$TAG"
+    python3 -m venv "$DIR/venv-$tag"
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q "torch==2.13.0"
     "$PY" -m pip install -q -e "$WT[atari,mujoco]"
-    "$PY" -m pip freeze > "$DIR/logs/pip-freeze-$TAG.txt"
+    "$PY" -m pip freeze > "$DIR/logs/pip-freeze-$tag.txt"
   fi
 }
 
@@ -47,10 +51,10 @@ running() {  # the driver of grid $1 is alive
 }
 
 start() {
-  setup
-  for grid in "${GRIDS[@]}"; do
-    IFS='|' read -r name config envs seeds <<< "$grid"
+  for line in "${GRIDS[@]}"; do
+    grid "$line"
     if running "$name"; then echo "$name: already running"; continue; fi
+    setup
     # shellcheck disable=SC2086
     (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
         --jobs 1 --out "$RUNS" "${AVERAGES[@]}" >> "$DIR/logs/$name.log" 2>&1) &
@@ -60,8 +64,8 @@ start() {
 }
 
 stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
-  for grid in "${GRIDS[@]}"; do  # the driver only: it passes the signal on to its running jobs
-    name=${grid%%|*}
+  for line in "${GRIDS[@]}"; do  # the driver only: it passes the signal on to its running jobs
+    name=${line%%|*}
     if running "$name"; then kill -TERM "$(cat "$DIR/logs/$name.pid")"; echo "$name: asked to stop"; fi
   done
 }

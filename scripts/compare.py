@@ -20,7 +20,6 @@ resume from their newest checkpoint; rerunning the command resumes a partly done
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -56,12 +55,13 @@ def _prefix_job(config, overrides, env_id, seed, budget, root, command):
 
 
 def _run_job(config, overrides, env_id, variant, seed, budget, root, command, fork):
+    from agents.rundir import read_json
     from agents.runner import run, run_dir
 
     cfg = load_config(config, overrides)
     path = run_dir(root, cfg, env_id, variant, seed)
     if (path / "result.json").exists():  # finished meanwhile (a retried task, a second driver)
-        return json.loads((path / "result.json").read_text())
+        return read_json(path / "result.json")
     # an unfinished run (no result.json) continues from its newest checkpoint
     return run(cfg, env_id, variant, seed, budget, root, command, fork=fork, resume=(path / "config.yaml").exists())
 
@@ -280,7 +280,7 @@ def main() -> int:
     try:
         report = write_report(Path(args.out) / cfg.experiment, reps=args.reps, not_finished=not_finished)
         print(f"report: {report}")
-    except FileNotFoundError as exc:  # no run finished at all
+    except ConfigError as exc:  # no run finished at all
         print(f"no report: {exc}", file=sys.stderr)
     if not_finished:
         print(f"{len(not_finished)} did not finish: {', '.join(not_finished)}", file=sys.stderr)

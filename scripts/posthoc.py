@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -30,10 +31,10 @@ if __package__ in (None, ""):
 
 import numpy as np
 import torch
-import yaml
 
 from agents.config import ConfigError, parse_config
-from agents.files import atomic_write
+from agents.rundir import read_yaml
+from rl_swa.files import atomic_write
 from scripts._cli import guarded
 
 VALIDATION_OFFSET = 1_000_000  # validation seeds: eval seed + 1e6 + i; test seeds: eval seed + i
@@ -99,7 +100,6 @@ def main() -> int:
     p.add_argument("--sigma-rels", type=float, nargs="+", default=[0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25],
                    help="widths of the post-hoc EMA profiles to try (relative standard deviation, Karras et al. 2024)")
     args = p.parse_args()
-    from agents.builders import ALGORITHMS
     from rl_swa import SWAPolicy
     from rl_swa.posthoc import check_sigma_rels
 
@@ -108,17 +108,26 @@ def main() -> int:
         check_sigma_rels("--sigma-rels", args.sigma_rels)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for name in ("val_episodes", "test_episodes"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
     run = Path(args.run_dir)
-    for need in ("config.yaml", "model.zip", "posthoc.pt"):
+    for need in ("config.yaml", "policy.safetensors", "posthoc.pt"):
         if not (run / need).is_file():
             raise ConfigError(f"{run}: no {need} (train with --set swa.posthoc_points=10 and let the run finish)")
-    meta = yaml.safe_load((run / "config.yaml").read_text())
+    meta = read_yaml(run / "config.yaml")
     cfg = parse_config(meta["config"], str(run / "config.yaml"))
     env_id, det, base = meta["env"], cfg.eval.deterministic, cfg.eval.seed
-    saved = torch.load(run / "posthoc.pt", weights_only=False)
+    try:
+        saved = torch.load(run / "posthoc.pt", weights_only=True)  # tensors and plain data only: loading runs no code
+        online = SWAPolicy.load(run / "policy.safetensors", device="cpu")
+        fixed = SWAPolicy.load(run / "swa_policy.safetensors", device="cpu") if (run / "swa_policy.safetensors").exists() else None
+    except (ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"{run}: {exc}".replace("\n", " ")) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("points"), list):
+        raise ConfigError(f"{run / 'posthoc.pt'}: holds no saved points")
     points = saved["points"]
-    model = ALGORITHMS[cfg.algo].load(run / "model.zip", device="cpu")
-    template = model.policy
+    template = online.policy
     val_seeds = episode_seeds("validation", base, args.val_episodes)
     test_seeds = episode_seeds("test", base, args.test_episodes)
     assert not set(val_seeds) & set(test_seeds)
@@ -142,7 +151,7 @@ def main() -> int:
         "saved_points": [(p["step"], p["n"]) for p in points], "windows_tried": sum(c["kind"] == "window" for c in candidates),
         "ema_profiles_tried": sum(c["kind"] == "ema" for c in candidates),
         "chosen": described(best),
-        "test_online": play(model, cfg, env_id, test_seeds, det),
+        "test_online": play(online, cfg, env_id, test_seeds, det),
         "test_posthoc": play(policy_with(candidates[best]["weights"]), cfg, env_id, test_seeds, det),
         "validation": {c["label"]: v for c, v in zip(candidates, val_scores)},
     }
@@ -152,8 +161,8 @@ def main() -> int:
             pick = max(family, key=lambda i: val_scores[i])
             result[f"chosen_{kind}"] = described(pick)
             result[f"test_posthoc_{kind}"] = result["test_posthoc"] if pick == best else play(policy_with(candidates[pick]["weights"]), cfg, env_id, test_seeds, det)
-    if (run / "swa_policy.zip").exists():
-        result["test_fixed_start"] = play(SWAPolicy.load(run / "swa_policy.zip", device="cpu"), cfg, env_id, test_seeds, det)
+    if fixed is not None:
+        result["test_fixed_start"] = play(fixed, cfg, env_id, test_seeds, det)
     atomic_write(run / "posthoc.json", json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0

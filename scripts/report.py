@@ -26,6 +26,10 @@ if __package__ in (None, ""):
 import numpy as np
 from scipy import stats
 
+from agents.config import ConfigError
+from agents.rundir import read_csv, read_json
+from scripts._cli import guarded
+
 # Atari: human-normalized scores, (random, human) per game (Mnih et al. 2015 / Badia et al. 2020).
 ATARI_REFERENCE = {
     "Breakout": (1.7, 30.5), "Qbert": (163.9, 13455.0), "SpaceInvaders": (148.0, 1668.7), "Seaquest": (68.4, 42054.7),
@@ -47,24 +51,16 @@ ARM_LABELS = {
 
 
 # ---------------------------------------------------------------------------- loading
-def _read_csv(path: Path) -> list[dict[str, float]]:
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()})
-    return rows
-
-
 def load_runs(experiment_dir: str | Path) -> list[dict]:
     """Every finished run (with result.json) under ``experiment_dir``."""
     runs = []
     for result in sorted(Path(experiment_dir).glob("*/*/seed*/result.json")):
         if result.parent.parent.name == "prefix":
             continue
-        info = json.loads(result.read_text())
-        info["curve"] = _read_csv(result.parent / "eval.csv") if (result.parent / "eval.csv").exists() else []
+        info = read_json(result)
+        info["curve"] = read_csv(result.parent / "eval.csv") if (result.parent / "eval.csv").exists() else []
         posthoc = result.parent / "posthoc.json"
-        info["posthoc"] = json.loads(posthoc.read_text()) if posthoc.exists() else None
+        info["posthoc"] = read_json(posthoc) if posthoc.exists() else None
         runs.append(info)
     return runs
 
@@ -363,27 +359,36 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(experiment_dir)
     if not runs:
-        raise FileNotFoundError(f"{experiment_dir}: no finished runs (no */*/seed*/result.json)")
+        raise ConfigError(f"{experiment_dir}: no finished runs (no */*/seed*/result.json)")
     summary = summarize(runs, last_k, reps)
     for env in summary["envs"]:
         plot_curves(runs, env, out / f"curves_{env.replace('/', '_')}.png")
     (out / "runs.csv").write_text(runs_csv(runs))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     text = markdown(summary, f"Results: {experiment_dir.name}")
+    made_by = sorted({(r.get("code", "not recorded"), r.get("cpu", "not recorded")) for r in runs})
+    text += "\n## Made by\n\n" + "".join(f"- code {code} on {cpu}\n" for code, cpu in made_by)
     if not_finished:
         text += "\n## Runs that did not finish\n\n" + "".join(f"- {label}: {why}\n" for label, why in sorted(not_finished.items()))
     (out / "report.md").write_text(text)
     return out / "report.md"
 
 
-def main() -> None:
+@guarded
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment_dir")
     p.add_argument("--out", default=None)
     p.add_argument("--last-k", type=int, default=3)
     p.add_argument("--reps", type=int, default=2000)
     args = p.parse_args()
+    for name in ("last_k", "reps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
+    if not Path(args.experiment_dir).is_dir():
+        raise ConfigError(f"{args.experiment_dir}: no such folder")
     print(write_report(args.experiment_dir, args.out, args.last_k, args.reps))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Soak test of checkpoint/resume: kill a short DDPG Pendulum run at random moments, resume it each
 time, and compare the result with its uninterrupted twin.
 
-    python scripts/soak.py [--kills 20] [--seed 0] [--out /tmp/soak]
+    python scripts/soak.py [--kills 20] [--seed 0] [--out NEW_OR_EMPTY_DIR]
 
 Each kill is SIGKILL or SIGTERM (chosen at random) after a random delay; the run is then resumed
 with ``train.py --resume``. Prints what it did and whether the final weights, evaluation history
@@ -17,6 +17,7 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 import zipfile
@@ -48,13 +49,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
-    p.add_argument("--out", default="/tmp/rl_swa_soak")
+    p.add_argument("--out", default=None, help="a new or empty folder (default: a new temporary folder); never cleared")
     p.add_argument("--min-delay", type=float, default=2.0, help="seconds between a (re)start and its kill, at least")
     p.add_argument("--max-delay", type=float, default=12.0, help="seconds between a (re)start and its kill, at most (start-up takes ~3 s)")
     args = p.parse_args()
     rng = random.Random(args.seed)
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="rl_swa_soak."))
+    if out.exists() and any(out.iterdir()):
+        print(f"error: --out {out}: not empty; give a new or empty folder (soak.py never deletes what it did not make)", file=sys.stderr)
+        return 2
+    print(f"runs in {out}")
     t0 = time.time()
     subprocess.run(train_cmd(out / "twin"), check=True, capture_output=True)
     print(f"twin: uninterrupted run done in {time.time() - t0:.0f} s")

@@ -19,10 +19,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
-import yaml
 
 from agents.builders import VARIANTS
 from agents.config import ConfigError, load_config, parse_config
+from agents.rundir import read_yaml
 from agents.runner import Diverged, Interrupted, run
 from scripts._cli import command_line, guarded
 
@@ -83,8 +83,8 @@ def resume(args) -> int:
         raise ConfigError(f"--resume {path}: not a run directory (no config.yaml)")
     if (path / "result.json").exists():
         raise ConfigError(f"--resume {path}: this run is finished (result.json exists)")
-    meta = yaml.safe_load(saved.read_text())
-    if meta.get("variant") not in VARIANTS:
+    meta = read_yaml(saved)
+    if meta.get("variant") not in VARIANTS or not isinstance(meta.get("config"), dict):
         raise ConfigError(f"--resume {path}: not a baseline/swa run directory")
     cfg = parse_config(meta["config"], str(saved))
     # runs/<experiment>/<env>/<variant>/seed<k> -> the root is four levels up

@@ -23,7 +23,10 @@ fields = st.sampled_from([
     "swa.start", "swa.update_every", "swa.mode", "swa.decay", "swa.parts", "swa.swa_lr", "swa.anneal",
     "swa.anneal_strategy", "swa.cycle", "swa.swa_lr_max", "swa.unknown", "n_envs", "optimizer", "algo", "envs",
     "budgets.smoke.timesteps", "budgets.smoke.eval_freq", "eval.seed", "eval.deterministic", "hyperparams.env", "mystery",
-    "on_divergence", "sticky_actions", "budgets", "swa.flatten", "swa.skip_nonfinite",
+    "on_divergence", "sticky_actions", "budgets", "swa.flatten", "swa.skip_nonfinite", "experiment", "policy",
+    "hyperparams", "hyperparams.n_steps", "hyperparams.learning_rate", "hyperparams.foo", "hyperparams.gamma",
+    "policy_kwargs", "policy_kwargs.net_arch", "policy_kwargs.activation_fn", "policy_kwargs.foo",
+    "budgets.smoke.hyperparams", "budgets.smoke.hyperparams.n_steps",
 ])
 
 

@@ -162,7 +162,8 @@ def test_policy_save_load_and_apply_round_trip(tmp_path):
     model.learn(300, callback=swa)
     obs = np.stack([model.get_env().observation_space.sample() for _ in range(64)])
     expected, _ = swa.policy.predict(obs, deterministic=True)
-    path = swa.policy.save(tmp_path / "swa.zip")
+    path = swa.policy.save(tmp_path / "swa")
+    assert path.name == "swa.safetensors"
     loaded = SWAPolicy.load(path)
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
     assert loaded.metadata["algorithm"] == "A2C" and loaded.metadata["n_averaged"] == swa.average.n_averaged
@@ -189,14 +190,63 @@ def test_apply_at_end_and_evaluate_policy(tmp_path):
 
 
 def test_damaged_policy_files_name_the_file(tmp_path):
-    bad = tmp_path / "bad.zip"
-    bad.write_bytes(b"not a zip at all")
-    with pytest.raises(ValueError, match="bad.zip"):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="bad.safetensors"):
         SWAPolicy.load(bad)
     model = a2c()
     model.save(tmp_path / "plain.zip")
     with pytest.raises(ValueError, match="not an SWAPolicy file"):
         SWAPolicy.load(tmp_path / "plain.zip")
+    # garbage weights under a valid header: ValueError, not a torch or pickle error
+    swa = SWACallback(start=0.5)
+    model.learn(100, callback=swa)
+    path = swa.policy.save(tmp_path / "ok")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, "pt") as f:
+        header = f.metadata()
+    save_file({"nonsense": torch.zeros(3)}, tmp_path / "garbage.safetensors", metadata=header)
+    with pytest.raises(ValueError, match="garbage.safetensors"):
+        SWAPolicy.load(tmp_path / "garbage.safetensors")
+
+
+def test_loading_a_policy_file_runs_no_stored_code(tmp_path):
+    """A crafted header may name any class; only SB3, sb3-contrib, rl_swa and torch.nn/optim ones load."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = a2c()
+    swa = SWACallback(start=0.5)
+    model.learn(100, callback=swa)
+    path = swa.policy.save(tmp_path / "ok")
+    with safe_open(path, "pt") as f:
+        header, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    marker = tmp_path / "pwned"
+    crafted = {
+        "policy_class": "os:system",
+        "policy_kwargs": header["policy_kwargs"].replace("torch.nn.modules.activation:Tanh", "subprocess:Popen"),
+    }
+    for key, value in crafted.items():
+        save_file(state, tmp_path / "evil.safetensors", metadata={**header, key: value})
+        with pytest.raises(ValueError, match="not allowed"):
+            SWAPolicy.load(tmp_path / "evil.safetensors")
+    assert not marker.exists()
+    # an explicit allow-list admits a user's own module
+    from rl_swa.serialization import import_class
+
+    with pytest.raises(ValueError, match="not allowed"):
+        import_class("torch.nn.modules.activation:Tanh.__init__")  # allowed module, not a class
+    with pytest.raises(ValueError, match="not allowed"):
+        import_class("collections:OrderedDict", allow=["collections"])  # allowed module, not a torch class
+    with pytest.raises(ValueError, match="not allowed"):
+        import_class("tests.test_callback:Custom")
+    assert import_class("tests.test_callback:Custom", allow=["tests"]).__qualname__ == "Custom"
+
+
+class Custom(torch.nn.Module):
+    """A user's own layer, loadable only when its module is allowed explicitly."""
 
 
 def test_rl_zoo_style_yaml_callback():
@@ -298,3 +348,18 @@ def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(algo
         assert torch.equal(p, q)
     for name, value in plain_swa.average.averages.items():
         assert torch.equal(flat_swa.average.averages[name], value), name
+
+
+def test_cnn_policy_with_a_shared_trunk_round_trips(tmp_path):
+    """A2C's CnnPolicy holds its NatureCNN under three names; the file stores it once."""
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    model = A2C("CnnPolicy", FakeImageEnv(screen_height=40, screen_width=40, n_channels=1), n_steps=5, seed=0, device="cpu")
+    swa = SWACallback(start=0.5)
+    model.learn(40, callback=swa)
+    path = swa.policy.save(tmp_path / "cnn")
+    loaded = SWAPolicy.load(path)
+    expected, got = swa.policy.policy.state_dict(), loaded.policy.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    obs = np.stack([model.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])

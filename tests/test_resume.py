@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     "a2c": (ROOT / "configs/classic/cartpole_a2c.yaml", ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000", "budgets.smoke.eval_freq=4000"]),
     "ddpg": (ROOT / "configs/classic/pendulum_ddpg.yaml", ["budgets.smoke.timesteps=900", "budgets.smoke.checkpoint_every=200", "budgets.smoke.eval_freq=300"]),
+    # A2C on Breakout, 16 envs: the emulators' states travel in the checkpoint
+    "atari": (ROOT / "configs/atari/a2c.yaml", ["budgets.smoke.timesteps=4000", "budgets.smoke.checkpoint_every=800", "budgets.smoke.eval_freq=2000"]),
 }
 
 
@@ -47,8 +49,10 @@ def _interrupt(config, overrides, out, sig):
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("algo, sig", [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL)])
+@pytest.mark.parametrize("algo, sig", [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL), ("atari", signal.SIGTERM)])
 def test_killed_run_resumes_to_its_uninterrupted_twin(tmp_path, algo, sig):
+    if algo == "atari":
+        pytest.importorskip("ale_py")
     config, overrides = CASES[algo]
     twin = subprocess.run(_cmd(config, overrides, tmp_path / "twin"), capture_output=True, text=True, timeout=300)
     assert twin.returncode == 0, twin.stderr
@@ -86,6 +90,30 @@ def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path, capsys):
     (folder / "junk.ckpt").write_bytes(b"x")
     with pytest.raises(checkpoint.CheckpointError, match="not an rl-swa checkpoint"):
         checkpoint.read(folder / "junk.ckpt")
+    (folder / "step_abc.ckpt").write_bytes(b"x")  # not a name of ours: ignored
+    assert checkpoint.latest(folder)[0].name == "step_100.ckpt"
+    # every checkpoint damaged: an error, never a silent restart from step 0
+    (folder / "step_100.ckpt").write_bytes(b"y")
+    with pytest.raises(checkpoint.CheckpointError, match="no readable checkpoint is left"):
+        checkpoint.latest(folder)
+
+
+def test_resume_of_a_damaged_run_dir_is_one_line(tmp_path):
+    config, overrides = CASES["ddpg"]
+    done = subprocess.run(_cmd(config, overrides, tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    run = _run_dir(tmp_path)
+    (run / "result.json").unlink()
+    for ckpt in (run / "ckpt").glob("*.ckpt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:100])
+    command = (run / "command.txt").read_text()
+    resume = [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run), "--no-progress"]
+    proc = subprocess.run(resume, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no readable checkpoint is left" in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert (run / "command.txt").read_text() == command
+    (run / "config.yaml").write_text((run / "config.yaml").read_text()[:40])  # truncated
+    proc = subprocess.run(resume, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "config.yaml" in proc.stderr, proc.stderr
 
 
 def test_resume_refuses_finished_or_foreign_dirs(tmp_path):
@@ -125,7 +153,7 @@ def test_divergence_stops_before_acting_and_is_never_checkpointed(tmp_path):
 
     model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
     swa = SWACallback(start=100)
-    saver = checkpoint.Checkpointer(tmp_path, every=100, env=model.get_env(), swa=swa, on_divergence="stop")
+    saver = checkpoint.Checkpointer(tmp_path, every=100, env=model.get_env(), swa=swa)
     with pytest.raises(checkpoint.Divergence, match="NaN/Inf at step 400"):
         model.learn(1000, callback=CallbackList([swa, saver, _Poison(400)]))
     saved = checkpoint.checkpoints(tmp_path)
@@ -135,21 +163,28 @@ def test_divergence_stops_before_acting_and_is_never_checkpointed(tmp_path):
     assert all(torch.isfinite(a).all() for a in swa.average.averages.values())
 
 
-def test_divergence_continue_keeps_going_with_clean_averages(tmp_path):
-    import numpy as np
-    from stable_baselines3 import DDPG
-    from stable_baselines3.common.callbacks import CallbackList
+@pytest.mark.parametrize("algo", ["a2c", "ddpg"])
+def test_divergence_finish_ends_the_run_with_its_averages(tmp_path, algo):
+    """on_divergence=finish: training ends at the NaN, the averages (which skipped it) are evaluated and
+    saved, result.json is strict JSON with the step and a null online score."""
+    config, overrides = CASES[algo]
+    sets = [*overrides, "on_divergence=finish", "swa.start=0.5", "swa.swa_lr=1e30"]
+    proc = subprocess.run(_cmd(config, sets, tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finishing the run with its averages" in proc.stdout
+    run = _run_dir(tmp_path)
+    result = json.loads((run / "result.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in result.json"))
+    assert result["diverged_at"] is not None and result["final_online"] is None
+    assert result["skipped"] > 0
+    if algo == "ddpg":  # one step per rollout: it diverges at the first SWA-phase update, nothing averaged yet
+        assert result["n_averaged"] == 0 and result["final_swa"] is None and not (run / "swa_policy.safetensors").exists()
+        return
+    assert result["final_swa"] is not None and result["n_averaged"] > 0
 
-    from rl_swa import SWACallback
+    from rl_swa import SWAPolicy
 
-    model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
-    swa = SWACallback(start=100)
-    saver = checkpoint.Checkpointer(tmp_path, every=100, env=model.get_env(), swa=swa, on_divergence="continue")
-    model.learn(400, callback=CallbackList([swa, saver, _Poison(250)]))
-    assert model.num_timesteps == 400 and saver.diverged_at == 250
-    assert max(int(p.stem.split("_")[1]) for p in checkpoint.checkpoints(tmp_path)) == 200
-    assert swa.average.n_skipped > 0 and swa.average.n_averaged > 0
-    assert all(np.isfinite(a.numpy()).all() for a in swa.average.averages.values())
+    policy = SWAPolicy.load(run / "swa_policy.safetensors")
+    assert all(torch.isfinite(t).all() for t in policy.policy.state_dict().values())
 
 
 def test_interrupted_prefix_continues_to_the_same_fork_point(tmp_path):
@@ -181,13 +216,38 @@ def test_signal_while_diverged_stops_without_a_checkpoint(tmp_path):
 
     model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu",
                  action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), policy_kwargs=dict(net_arch=[8]))
-    saver = checkpoint.Checkpointer(tmp_path, every=10, env=model.get_env(), on_divergence="continue")
+    saver = checkpoint.Checkpointer(tmp_path, every=10, env=model.get_env())
     saver.init_callback(model)
     saver.on_training_start({}, {})
     with torch.no_grad():
         model.critic.qf0[0].weight[0, 0] = float("nan")
-    saver.on_rollout_start()
-    assert saver.diverged_at is not None and saver.on_step() and not list(tmp_path.glob("*.ckpt"))
-    saver.request_stop(signal.SIGINT, None)
-    saver.on_rollout_start()
-    assert saver.interrupted and not saver.on_step() and not list(tmp_path.glob("*.ckpt"))
+    saver.request_stop(signal.SIGINT, None)  # a signal asks for a checkpoint: broken weights are never saved
+    with pytest.raises(checkpoint.Divergence):
+        saver.on_rollout_start()
+    assert not list(tmp_path.glob("*.ckpt"))
+
+
+def test_a_live_run_directory_is_locked(tmp_path):
+    """--overwrite and a second --resume refuse while a run writes its directory; a killed run frees it."""
+    config, overrides = CASES["a2c"]
+    overrides = [*overrides, "budgets.smoke.timesteps=400000"]
+    proc = subprocess.Popen(_cmd(config, overrides, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob("*/*/swa/seed0/ckpt/*.ckpt")):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        run = _run_dir(tmp_path)
+        for extra in (["--overwrite"], []):
+            cmd = _cmd(config, overrides, tmp_path) + extra if extra else [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run)]
+            other = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            assert other.returncode == 2 and "in use by another process" in other.stderr, other.stderr
+            assert other.stderr.count("\n") == 1
+        assert proc.poll() is None and (run / "config.yaml").is_file()  # the live run goes on, its directory intact
+    finally:
+        proc.kill()
+        proc.wait()
+    from agents.runner import locked
+
+    with locked(run):  # the lock died with the process
+        pass

@@ -25,6 +25,14 @@ def script(name, *args, cwd=None):
         (["--set", "envs=[NoSuchEnv-v0]", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
         (["--budget", "huge"], "--budget"),
         (["--variant", "fancy"], "--variant"),
+        (["--set", "hyperparams.foo=1"], "hyperparams.foo: unknown key"),
+        (["--set", "hyperparams.n_steps=abc"], "hyperparams.n_steps"),
+        (["--set", "hyperparams.n_steps=0"], "hyperparams.n_steps"),
+        (["--set", "hyperparams.learning_rate=-1"], "hyperparams.learning_rate"),
+        (["--set", "policy=FooPolicy"], "policy"),
+        (["--set", "policy_kwargs.foo=1"], "policy_kwargs.foo: unknown key"),
+        (["--set", "n_envs=100000000"], "n_envs"),
+        (["--set", "experiment=.."], "experiment"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, field):
@@ -46,7 +54,7 @@ def test_train_writes_run_directory_and_refuses_overwrite(tmp_path):
     proc = script("train.py", CARTPOLE, "--budget", "smoke", "--seed", "3", "--out", tmp_path, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "classic_cartpole_a2c/CartPole-v1/swa/seed3"
-    for name in ("config.yaml", "command.txt", "eval.csv", "model.zip", "swa_policy.zip", "result.json"):
+    for name in ("config.yaml", "command.txt", "eval.csv", "model.zip", "policy.safetensors", "swa_policy.safetensors", "result.json"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     result = json.loads((run / "result.json").read_text())
@@ -54,9 +62,19 @@ def test_train_writes_run_directory_and_refuses_overwrite(tmp_path):
     assert "--seed 3" in (run / "command.txt").read_text()
     again = script("train.py", CARTPOLE, "--budget", "smoke", "--seed", "3", "--out", tmp_path, "--no-progress")
     assert again.returncode == 2 and "exists" in again.stderr
-    ev = script("evaluate.py", run / "swa_policy.zip", "--episodes", "2")
+    ev = script("evaluate.py", run / "swa_policy.safetensors", "--episodes", "2")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["episodes"] == 2
+    # an SB3 zip unpickles: refused without --trusted, one line
+    zipped = script("evaluate.py", run / "model.zip", "--algo", "a2c", "--env", "CartPole-v1", "--episodes", "1")
+    assert zipped.returncode == 2 and "--trusted" in zipped.stderr and zipped.stderr.count("\n") == 1
+    trusted = script("evaluate.py", run / "model.zip", "--trusted", "--algo", "a2c", "--env", "CartPole-v1", "--episodes", "1")
+    assert trusted.returncode == 0, trusted.stderr
+    for bad in (["--trusted", "--algo", "ddpg"], ["--trusted", "--algo", "nope"]):
+        proc = script("evaluate.py", run / "model.zip", *bad, "--env", "CartPole-v1", "--episodes", "1")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    other_env = script("evaluate.py", run / "swa_policy.safetensors", "--env", "Pendulum-v1", "--episodes", "1")
+    assert other_env.returncode == 2 and "observation_space" in other_env.stderr and other_env.stderr.count("\n") == 1
 
 
 def test_compare_forks_pairs_resumes_and_reports(tmp_path):
