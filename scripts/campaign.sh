@@ -20,7 +20,7 @@ AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc
 # Frozen settings: the configs' SWA section plus AVERAGES. A grid never changes its code.
 GRIDS=(
   "mujoco|campaign-1=6bf1fcf0e16b8b355aca0aa05223aefc41547f32|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
-  "atari|campaign-2=COMMIT2|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
+  "atari|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
 )
 
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
