@@ -15,7 +15,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.config import ExperimentConfig
+from agents.config import ConfigError, ExperimentConfig
 from rl_swa import SWACallback
 
 VARIANTS = ("baseline", "swa")
@@ -49,6 +49,18 @@ ALGORITHMS = {"a2c": A2C, "ddpg": DDPG}
 def build_model(cfg: ExperimentConfig, budget: str, env: VecEnv, seed: int, tensorboard_log: str | None = None) -> BaseAlgorithm:
     """The config's algorithm with its hyperparameters (the budget's overrides applied)."""
     return BUILDERS[cfg.algo](cfg, env, seed, tensorboard_log, cfg.hyperparams_for(budget))
+
+
+def check_buildable(cfg: ExperimentConfig, budget: str, env: VecEnv) -> None:
+    """Build the model once on ``env`` and throw it away: a combination SB3 refuses (a CnnPolicy on
+    vector observations, say) becomes one ConfigError before a run directory is written."""
+    hyperparams = cfg.hyperparams_for(budget)
+    if cfg.algo == "ddpg":
+        hyperparams["buffer_size"] = 1  # no replay memory for a check
+    try:
+        BUILDERS[cfg.algo](cfg, env, 0, None, hyperparams)
+    except Exception as exc:  # SB3 raises ValueError, AssertionError, TypeError, ... for settings it cannot use
+        raise ConfigError(f"config: SB3 cannot build {cfg.algo} with {cfg.policy} here ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
 
 
 def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None, eval_freq: int, eval_episodes: int) -> SWACallback:

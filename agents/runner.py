@@ -29,7 +29,7 @@ from stable_baselines3.common.utils import set_random_seed
 
 from agents import checkpoint, provenance
 from rl_swa.files import atomic_write
-from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model
+from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model, check_buildable
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from rl_swa.callback import resolve_steps
@@ -204,7 +204,11 @@ def run(
         raise ConfigError(f"--variant: {variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
     cfg.budget(budget)
     path = run_dir(root, cfg, env_id, variant, seed)
-    make_env(cfg, env_id, 1, 0, training=False).close()  # bad env id / missing ROMs: fail before writing
+    probe = make_env(cfg, env_id, 1, 0, training=True)  # bad env id / missing ROMs / settings SB3 refuses: fail before writing
+    try:
+        check_buildable(cfg, budget, probe)
+    finally:
+        probe.close()
     if path.exists() and not (resume or overwrite):
         raise ConfigError(f"run directory {path} exists; pass --overwrite to replace it (or remove it)")
     if resume:

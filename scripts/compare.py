@@ -32,9 +32,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts._cli import command_line, guarded  # first: signals during start-up
+
 from agents.builders import VARIANTS
 from agents.config import ConfigError, load_config
-from scripts._cli import command_line, guarded
 
 
 def _worker_init() -> None:
@@ -45,6 +46,7 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
     # an idle worker ignores Ctrl-C; a running job catches it (checkpoint, then Interrupted)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _prefix_job(config, overrides, env_id, seed, budget, root, command):
@@ -264,14 +266,15 @@ def main() -> int:
                  for (s, e), jobs in arms.items()]
     else:
         roots = [job for jobs in arms.values() for job in jobs]
-    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the grid as Ctrl-C does
+    old = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}  # both stop the grid
     try:
         if args.backend == "ray":
             tally = _ray_pool(_connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots)
         else:
             tally = _local_pool(args.jobs, roots)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     not_finished = {label: tally.messages.get(label, status) for status in ("failed", "diverged", "interrupted")
                     for label in getattr(tally, status)}
     if tally.interrupted:

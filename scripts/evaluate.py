@@ -19,10 +19,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts._cli import guarded  # first: signals during start-up
+
 import numpy as np
 
 from agents.config import ConfigError, load_config
-from scripts._cli import guarded
 
 
 def load_agent(path: Path, algo: str | None, trusted: bool):

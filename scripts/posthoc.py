@@ -29,13 +29,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts._cli import guarded  # first: signals during start-up
+
 import numpy as np
 import torch
 
 from agents.config import ConfigError, parse_config
 from agents.rundir import read_yaml
 from rl_swa.files import atomic_write
-from scripts._cli import guarded
 
 VALIDATION_OFFSET = 1_000_000  # validation seeds: eval seed + 1e6 + i; test seeds: eval seed + i
 

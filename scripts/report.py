@@ -23,12 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts._cli import guarded  # first: signals during start-up
+
 import numpy as np
 from scipy import stats
 
 from agents.config import ConfigError
 from agents.rundir import read_csv, read_json
-from scripts._cli import guarded
 
 # Atari: human-normalized scores, (random, human) per game (Mnih et al. 2015 / Badia et al. 2020).
 ATARI_REFERENCE = {

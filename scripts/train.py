@@ -18,13 +18,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts._cli import command_line, guarded  # first: signals during start-up
+
 import torch
 
 from agents.builders import VARIANTS
 from agents.config import ConfigError, load_config, parse_config
 from agents.rundir import read_yaml
 from agents.runner import Diverged, Interrupted, run
-from scripts._cli import command_line, guarded
 
 
 def parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ def script(name, *args, cwd=None):
         (["--set", "policy_kwargs.foo=1"], "policy_kwargs.foo: unknown key"),
         (["--set", "n_envs=100000000"], "n_envs"),
         (["--set", "experiment=.."], "experiment"),
+        (["--set", "policy=CnnPolicy"], "SB3 cannot build a2c with CnnPolicy"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, field):
@@ -156,3 +157,18 @@ def test_a_diverging_run_does_not_take_the_grid_down(tmp_path):
     assert "diverged    CartPole-v1 swa seed0" in proc.stdout
     report = (tmp_path / "classic_cartpole_a2c/report/report.md").read_text()
     assert "## Runs that did not finish" in report and "CartPole-v1 swa seed0: " in report
+
+
+@pytest.mark.parametrize("delay", [1.0, 4.0])
+def test_sigterm_at_any_moment_is_exit_3_without_a_traceback(tmp_path, delay):
+    """During start-up (imports, env and model building) or training: one line, exit code 3."""
+    import signal
+    import time
+
+    cmd = [sys.executable, str(ROOT / "scripts/train.py"), CARTPOLE, "--budget", "smoke", "--out", str(tmp_path), "--no-progress",
+           "--set", "budgets.smoke.timesteps=1000000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and "Traceback" not in err, err
