@@ -148,6 +148,7 @@ class ExperimentConfig(_Strict):
     action_noise: float | None = Field(None, ge=0, description="DDPG: std of Gaussian action noise")
     sticky_actions: float = Field(0.0, ge=0, le=1, description="Atari: repeat_action_probability")
     frame_stack: int = Field(4, ge=1)
+    normalize: bool = Field(False, description="VecNormalize the training env (observations and rewards), as RL Zoo's normalize: true")
     budgets: dict[str, Budget]
     on_divergence: Literal["stop", "finish"] = Field(
         "stop", description="NaN/Inf weights: stop (exit 4, the last good checkpoint kept), or finish the run with its averages")
@@ -192,6 +193,8 @@ class ExperimentConfig(_Strict):
         for key in ("smoke", "short", "paper"):
             if key not in self.budgets:
                 raise ValueError(f"budgets.{key} is missing (every config defines smoke, short and paper)")
+        if self.normalize and self.env_type == "atari":
+            raise ValueError("normalize: not for Atari (the CNN policy scales image observations itself)")
         if self.algo == "ddpg" and self.optimizer != "adam":
             raise ValueError("optimizer: DDPG uses adam only")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize, VecTransposeImage
 
 from agents.config import ConfigError, ExperimentConfig
 
@@ -35,10 +35,13 @@ def make_env(cfg: ExperimentConfig, env_id: str, n_envs: int, seed: int, trainin
     """A seeded VecEnv. Atari: ``ALE/<Game>-v5`` with frameskip=1 under SB3's AtariWrapper
     (frame skip 4, no-op reset, 84x84 grey), ``sticky_actions`` as configured, frame stack
     ``frame_stack``; life loss as terminal and reward clipping in training only. Evaluation
-    returns are the raw full-episode returns that Monitor records under the wrappers."""
+    returns are the raw full-episode returns that Monitor records under the wrappers. With
+    ``normalize`` (classic control, MuJoCo) the training env is wrapped in ``VecNormalize``."""
     check_env_id(cfg, env_id)
     if cfg.env_type != "atari":
-        return make_vec_env(env_id, n_envs=n_envs, seed=seed)
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+        # evaluation envs stay raw: SWACallback evaluates with the training env's statistics
+        return VecNormalize(env, gamma=cfg.hyperparams.get("gamma", 0.99)) if cfg.normalize and training else env
     env = make_atari_env(
         env_id,
         n_envs=n_envs,

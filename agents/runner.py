@@ -33,6 +33,7 @@ from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model, c
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from rl_swa.callback import resolve_steps
+from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
 
 CUSTOM_SCALARS = {
@@ -275,7 +276,7 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
 
     model.save(path / "model.zip")  # SB3's format (trusted files only: it unpickles)
     SWAPolicy(model.policy, {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "env_id": env_id,
-                             "weights": "online"}).save(path / "policy.safetensors")
+                             "weights": "online"}, ObsNormalizer.from_env(env)).save(path / "policy.safetensors")
     if swa.has_snapshot:
         swa.policy.save(path / "swa_policy.safetensors")
     if swa.posthoc:

@@ -15,6 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
 from rl_swa.averaging import WeightAverage, all_finite, flatten_parameters
+from rl_swa.normalization import normalized_eval_env, sync_obs_statistics
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import check_sigma_rels, gamma_of
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
@@ -248,7 +249,7 @@ class SWACallback(BaseCallback):
         self._clock = None  # the optimizer whose steps are counted (set at each learn())
         self._vec_eval_env: VecEnv | None = None
         self._user_schedule = None
-        self._policy_cache: tuple[int, SWAPolicy] | None = None
+        self._policy_cache: tuple[tuple, SWAPolicy] | None = None
         # The env step where another callback will stop this learn() early (a forked pair's
         # prefix): no evaluation there in _on_step, since _on_training_end evaluates the final weights.
         self.ends_at: int | None = None
@@ -279,7 +280,8 @@ class SWACallback(BaseCallback):
                 tensors = tensors or select_tensors(self.model, self.parts)
                 self.extra[name] = WeightAverage(tensors, mode=mode, decay=decay, skip_nonfinite=self.skip_nonfinite)
         if self.eval_env is not None and self._vec_eval_env is None:
-            self._vec_eval_env = self._make_eval_env(self.eval_env)
+            # a VecNormalize training env: evaluate with its observation statistics (synced at each evaluation)
+            self._vec_eval_env = normalized_eval_env(self.model.get_env(), self._make_eval_env(self.eval_env))
 
     def _make_eval_env(self, env) -> VecEnv:
         if isinstance(env, VecEnv):
@@ -383,6 +385,7 @@ class SWACallback(BaseCallback):
 
     # ------------------------------------------------------------------ evaluation
     def _play(self) -> tuple[list[float], list[int]]:
+        sync_obs_statistics(self.model.get_env(), self._vec_eval_env)
         self._vec_eval_env.seed(self.eval_seed)
         rewards, lengths = evaluate_policy(
             self.model,
@@ -432,7 +435,7 @@ class SWACallback(BaseCallback):
         """The averaged policy, a fresh :class:`SWAPolicy` (the model keeps its live weights)."""
         if not self.has_snapshot:
             raise RuntimeError("SWACallback.policy: no snapshot yet (averaging starts at `start`; train past it first)")
-        key = self.average.n_updates
+        key = (self.average.n_updates, self.num_timesteps)  # normalization statistics move between snapshots
         if self._policy_cache is None or self._policy_cache[0] != key:
             meta = {"parts": self.parts, "start_step": self.start_step, "update_every": self.update_every}
             env_id = _env_id(self.model)

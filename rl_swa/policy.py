@@ -18,6 +18,8 @@ from stable_baselines3.common.utils import get_device
 
 from rl_swa.averaging import WeightAverage
 from rl_swa.files import atomic_write
+from rl_swa.normalization import PREFIX as NORM_PREFIX
+from rl_swa.normalization import ObsNormalizer
 from rl_swa.serialization import class_path, decode, encode, import_class
 
 FORMAT = "rl-swa-policy"
@@ -35,14 +37,17 @@ class SWAPolicy:
 
     :param policy: the SB3 policy whose weights are the averages.
     :param metadata: plain data recorded with it (algorithm, env id, n_averaged, steps, ...).
+    :param obs_normalizer: the observation normalization of a ``VecNormalize`` training env, applied
+        by ``predict`` so that it takes raw observations (saved and loaded with the policy).
     """
 
-    def __init__(self, policy: BasePolicy, metadata: dict[str, Any] | None = None):
+    def __init__(self, policy: BasePolicy, metadata: dict[str, Any] | None = None, obs_normalizer: ObsNormalizer | None = None):
         if not isinstance(policy, BasePolicy):
             raise ValueError(f"policy is a {type(policy).__name__}, not a stable_baselines3 BasePolicy")
         self.policy = policy
         self.policy.set_training_mode(False)
         self.metadata = dict(metadata or {})
+        self.obs_normalizer = obs_normalizer
 
     @classmethod
     def from_model(cls, model: BaseAlgorithm, average: WeightAverage, metadata: dict[str, Any] | None = None) -> SWAPolicy:
@@ -57,7 +62,7 @@ class SWAPolicy:
         average.copy_to(policy)
         meta = {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "n_averaged": average.n_averaged, "mode": average.mode}
         meta.update(metadata or {})
-        return cls(policy, meta)
+        return cls(policy, meta, ObsNormalizer.from_env(model.get_env()))
 
     # ------------------------------------------------------------------ acting
     def predict(
@@ -67,7 +72,10 @@ class SWAPolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """Exactly SB3's ``predict`` (single or vectorized observations, images normalized as in training)."""
+        """SB3's ``predict`` on raw observations (single or vectorized; images scaled and, with an
+        ``obs_normalizer``, observations normalized as in training)."""
+        if self.obs_normalizer is not None:
+            observation = self.obs_normalizer(observation)
         return self.policy.predict(observation, state, episode_start, deterministic)
 
     @property
@@ -100,7 +108,11 @@ class SWAPolicy:
             "policy_kwargs": json.dumps(encode(kwargs, "policy_kwargs")),
             "metadata": json.dumps(encode(self.metadata, "metadata")),
         }
-        atomic_write(path, save(_unique_tensors(self.policy.state_dict()), metadata=header))
+        tensors = _unique_tensors(self.policy.state_dict())
+        if self.obs_normalizer is not None:
+            header["obs_normalizer"] = self.obs_normalizer.header()
+            tensors.update(self.obs_normalizer.tensors())
+        atomic_write(path, save(tensors, metadata=header))
         return path
 
     @classmethod
@@ -128,10 +140,14 @@ class SWAPolicy:
             kwargs = decode(json.loads(header["policy_kwargs"]), allow)
             metadata = decode(json.loads(header["metadata"]))
             policy = policy_class(**kwargs, lr_schedule=BasePolicy._dummy_schedule)
+            normalizer = None
+            if "obs_normalizer" in header:
+                normalizer = ObsNormalizer.from_file(header["obs_normalizer"], state)
+                state = {k: v for k, v in state.items() if not k.startswith(NORM_PREFIX)}
             _load_unique_tensors(policy, state)
         except (ValueError, TypeError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: {exc}".replace("\n", " ")) from None
-        return cls(policy.to(get_device(device)), metadata)
+        return cls(policy.to(get_device(device)), metadata, normalizer)
 
 
 def _storage_key(t: torch.Tensor) -> tuple:

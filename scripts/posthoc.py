@@ -139,7 +139,7 @@ def main() -> int:
         state = policy.state_dict()
         state.update(weights)
         policy.load_state_dict(state)
-        return SWAPolicy(policy)
+        return SWAPolicy(policy, obs_normalizer=online.obs_normalizer)
 
     candidates = candidates_of(points, args.sigma_rels)
     best, val_scores = select_window(candidates, lambda c: play(policy_with(c["weights"]), cfg, env_id, val_seeds, det))

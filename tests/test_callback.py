@@ -363,3 +363,32 @@ def test_cnn_policy_with_a_shared_trunk_round_trips(tmp_path):
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
     obs = np.stack([model.observation_space.sample() for _ in range(8)])
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
+
+
+def test_normalized_observations_are_evaluated_and_saved_as_trained(tmp_path):
+    """A VecNormalize training env: the callback evaluates with its statistics (as SB3's EvalCallback
+    does), and the averaged policy takes raw observations, saved and loaded with them."""
+    from copy import deepcopy
+
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    def play(policy, env):
+        env.seed(123)
+        rewards, _ = evaluate_policy(policy, env, n_eval_episodes=3, deterministic=True, return_episode_rewards=True, warn=False)
+        return float(np.mean(rewards))
+
+    train_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=4, seed=0), norm_reward=False)
+    model = A2C("MlpPolicy", train_env, n_steps=5, seed=0, device="cpu")
+    swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100_000, n_eval_episodes=3, eval_seed=123)
+    model.learn(10_000, callback=swa)
+    row = swa.evaluations[-1]
+    by_hand = VecNormalize(make_vec_env("CartPole-v1", n_envs=1), training=False, norm_reward=False)
+    by_hand.obs_rms = deepcopy(train_env.obs_rms)
+    assert row["online_mean_reward"] == play(model, by_hand)
+    raw = make_vec_env("CartPole-v1", n_envs=1)
+    assert play(swa.policy, raw) == row["swa_mean_reward"]
+    loaded = SWAPolicy.load(swa.policy.save(tmp_path / "normalized"))
+    assert play(loaded, raw) == row["swa_mean_reward"]
+    np.testing.assert_array_equal(loaded.obs_normalizer.mean[None], train_env.obs_rms.mean)

@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     "a2c": (ROOT / "configs/classic/cartpole_a2c.yaml", ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000", "budgets.smoke.eval_freq=4000"]),
     "ddpg": (ROOT / "configs/classic/pendulum_ddpg.yaml", ["budgets.smoke.timesteps=900", "budgets.smoke.checkpoint_every=200", "budgets.smoke.eval_freq=300"]),
+    # VecNormalize's running statistics travel in the checkpoint
+    "a2c_normalized": (ROOT / "configs/classic/cartpole_a2c.yaml", ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000",
+                                                                   "budgets.smoke.eval_freq=4000", "normalize=true"]),
     # A2C on Breakout, 16 envs: the emulators' states travel in the checkpoint
     "atari": (ROOT / "configs/atari/a2c.yaml", ["budgets.smoke.timesteps=4000", "budgets.smoke.checkpoint_every=800", "budgets.smoke.eval_freq=2000"]),
 }
@@ -49,7 +52,7 @@ def _interrupt(config, overrides, out, sig):
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("algo, sig", [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL), ("atari", signal.SIGTERM)])
+@pytest.mark.parametrize("algo, sig", [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL), ("a2c_normalized", signal.SIGKILL), ("atari", signal.SIGTERM)])
 def test_killed_run_resumes_to_its_uninterrupted_twin(tmp_path, algo, sig):
     if algo == "atari":
         pytest.importorskip("ale_py")

@@ -172,3 +172,17 @@ def test_sigterm_at_any_moment_is_exit_3_without_a_traceback(tmp_path, delay):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 3 and "Traceback" not in err, err
+
+
+def test_normalize_true_runs_and_the_saved_policy_acts_as_evaluated(tmp_path):
+    """normalize: true (RL Zoo's spelling): the averaged policy file takes raw observations and scores
+    what the training-time evaluation reported, on the same episodes."""
+    proc = script("train.py", CARTPOLE, "--budget", "smoke", "--out", tmp_path, "--no-progress", "--set", "normalize=true",
+                  "--set", "budgets.smoke.timesteps=6000", "--set", "budgets.smoke.eval_episodes=3")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "classic_cartpole_a2c/CartPole-v1/swa/seed0"
+    result = json.loads((run / "result.json").read_text())
+    for name, key in (("swa_policy.safetensors", "final_swa"), ("policy.safetensors", "final_online")):
+        ev = script("evaluate.py", run / name, "--episodes", "3", "--seed", "10000")
+        assert ev.returncode == 0, ev.stderr
+        assert json.loads(ev.stdout)["mean_reward"] == result[key]
