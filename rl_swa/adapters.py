@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
@@ -21,14 +21,17 @@ class Adapter:
     """What to average in one algorithm family.
 
     ``actor`` / ``critic``: name prefixes inside ``model.policy``; a tensor matching both (a
-    shared trunk) is averaged whenever either part is. ``clock``: attribute path of the optimizer
-    whose ``step()`` ends one gradient update (its post-step hook takes the snapshots).
+    shared trunk, a Q-network that is the policy) is averaged whenever either part is.
+    ``clock``: attribute path of the optimizer whose ``step()`` ends one gradient update (its
+    post-step hook takes the snapshots). ``targets``: the algorithm's own Polyak or periodic
+    copies, never averaged.
     """
 
     name: str
     actor: tuple[str, ...]
     critic: tuple[str, ...]
     clock: str
+    targets: tuple[str, ...] = ()
 
 
 _ACTOR_CRITIC = Adapter(
@@ -40,7 +43,10 @@ _ACTOR_CRITIC = Adapter(
     clock="policy.optimizer",
 )
 # Target networks (``actor_target``, ``critic_target``) are SB3's own Polyak averages: never averaged here.
-_OFF_POLICY = Adapter(name="actor + critic (DDPG, TD3, SAC)", actor=("actor.",), critic=("critic.",), clock="actor.optimizer")
+_OFF_POLICY = Adapter(name="actor + critic (DDPG, TD3, SAC)", actor=("actor.",), critic=("critic.",), clock="actor.optimizer",
+                      targets=("actor_target.", "critic_target."))
+# DQN acts greedily on its Q-network: the Q-network is actor and critic at once.
+_Q_NETWORK = Adapter(name="Q-network (DQN)", actor=("q_net.",), critic=("q_net.",), clock="policy.optimizer", targets=("q_net_target.",))
 
 # Most specific class first: DDPG subclasses TD3.
 ADAPTERS: tuple[tuple[type[BaseAlgorithm], Adapter], ...] = (
@@ -49,6 +55,7 @@ ADAPTERS: tuple[tuple[type[BaseAlgorithm], Adapter], ...] = (
     (DDPG, _OFF_POLICY),
     (TD3, _OFF_POLICY),
     (SAC, _OFF_POLICY),
+    (DQN, _Q_NETWORK),
 )
 SUPPORTED = tuple(cls.__name__ for cls, _ in ADAPTERS)
 
@@ -72,7 +79,7 @@ def select_tensors(model: BaseAlgorithm, parts: str) -> dict[str, torch.Tensor]:
     shared = _shared_trunk(model)
     chosen = {}
     for name, param in model.policy.named_parameters():
-        if name.startswith(("actor_target.", "critic_target.")):
+        if name.startswith(adapter.targets):
             continue
         is_actor = name.startswith(adapter.actor)
         is_critic = name.startswith(adapter.critic) or (shared and name.startswith("features_extractor."))

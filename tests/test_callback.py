@@ -284,9 +284,46 @@ def test_bad_arguments_raise_value_error_naming_the_field(kwargs, field):
 
 
 def test_unsupported_algorithm_lists_supported():
-    model = DQN("MlpPolicy", "CartPole-v1", device="cpu")
-    with pytest.raises(ValueError, match="DQN is not supported.*A2C.*DDPG"):
-        model.learn(10, callback=SWACallback())
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    class Custom(A2C):
+        pass
+
+    model = Custom("MlpPolicy", "CartPole-v1", device="cpu")  # a subclass of a supported one is supported
+    model.learn(10, callback=SWACallback())
+
+    class Mystery(BaseAlgorithm):  # any algorithm outside the table
+        def __init__(self):
+            self.policy = None
+
+        def _setup_model(self):
+            pass
+
+        def learn(self, *args, **kwargs):
+            pass
+
+    from rl_swa.adapters import adapter_for
+
+    with pytest.raises(ValueError, match="Mystery is not supported by rl_swa; supported: A2C, PPO, DDPG, TD3, SAC, DQN"):
+        adapter_for(Mystery())
+
+
+def test_dqn_averages_its_q_network_and_never_its_target(tmp_path):
+    model = DQN("MlpPolicy", "CartPole-v1", learning_starts=50, train_freq=1, target_update_interval=50, seed=0, device="cpu",
+                policy_kwargs=dict(net_arch=[16]))
+    swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=1000, n_eval_episodes=2)
+    model.learn(400, callback=swa)
+    assert set(swa.average.averages) == {n for n, _ in model.policy.named_parameters() if n.startswith("q_net.")}
+    assert swa.average.n_averaged == 200  # one snapshot per gradient step from step 200
+    row = swa.evaluations[-1]
+    assert "swa_mean_reward" in row and "online_mean_reward" in row
+    loaded = SWAPolicy.load(swa.policy.save(tmp_path / "dqn"))
+    obs = np.stack([model.observation_space.sample() for _ in range(16)])
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
+    with torch.no_grad():  # greedy actions of the averaged Q-network
+        q = torch.func.functional_call(model.policy.q_net, {k.removeprefix("q_net."): v for k, v in swa.average.averages.items()},
+                                       (torch.as_tensor(obs),))
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], q.argmax(1).numpy())
 
 
 def test_policy_before_any_snapshot_is_a_clear_error():
@@ -332,6 +369,7 @@ def test_bad_average_specs(spec):
     ("PPO", "CartPole-v1", dict(n_steps=64, batch_size=32)),
     ("SAC", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
     ("TD3", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
+    ("DQN", "CartPole-v1", dict(learning_starts=50, batch_size=32, target_update_interval=50)),
 ])
 def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(algo, env, kwargs):
     import stable_baselines3
@@ -392,3 +430,32 @@ def test_normalized_observations_are_evaluated_and_saved_as_trained(tmp_path):
     loaded = SWAPolicy.load(swa.policy.save(tmp_path / "normalized"))
     assert play(loaded, raw) == row["swa_mean_reward"]
     np.testing.assert_array_equal(loaded.obs_normalizer.mean[None], train_env.obs_rms.mean)
+
+
+def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path):
+    """RL Zoo's train.py, normalize: true, rl_swa.SWACallback by dotted path: the callback's online score
+    is what the saved model scores with the saved VecNormalize statistics on the same episodes."""
+    import re
+    import subprocess
+    import sys
+
+    pytest.importorskip("rl_zoo3")
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    (tmp_path / "conf.yml").write_text(
+        "CartPole-v1:\n  n_envs: 4\n  n_timesteps: 4000\n  policy: MlpPolicy\n  normalize: true\n  callback:\n"
+        "    - rl_swa.SWACallback: {start: 0.5, eval_env: CartPole-v1, eval_freq: 100000, n_eval_episodes: 2, verbose: 1}\n")
+    proc = subprocess.run([sys.executable, "-m", "rl_zoo3.train", "--algo", "a2c", "--env", "CartPole-v1", "--conf-file", "conf.yml",
+                           "-f", "logs", "--seed", "0", "--eval-freq", "-1"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("[rl_swa] step 4000")][-1]
+    online = float(re.search(r"online ([-\d.]+)", line).group(1))
+    run = tmp_path / "logs/a2c/CartPole-v1_1"
+    model = A2C.load(run / "CartPole-v1.zip", device="cpu")  # our own file (SB3 zips unpickle)
+    env = VecNormalize.load(str(run / "CartPole-v1/vecnormalize.pkl"), make_vec_env("CartPole-v1", n_envs=1))
+    env.training, env.norm_reward = False, False
+    env.seed(0)  # SWACallback's default eval_seed
+    rewards, _ = evaluate_policy(model, env, n_eval_episodes=2, deterministic=True, return_episode_rewards=True, warn=False)
+    assert round(float(np.mean(rewards)), 2) == online
