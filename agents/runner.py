@@ -32,6 +32,7 @@ from rl_swa.files import atomic_write
 from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model, check_buildable
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
+from agents.progress import ProgressFile
 from rl_swa.callback import resolve_steps
 from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
@@ -169,7 +170,8 @@ def _train_prefix(cfg, env_id, seed, budget, root, command, path, final) -> Path
     saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step)
     try:
         with checkpoint.signals_to(saver):
-            model.learn(b.timesteps - int(model.num_timesteps), callback=CallbackList([swa, saver]), reset_num_timesteps=found is None)
+            callbacks = CallbackList([swa, saver, ProgressFile(path, start_step)])
+            model.learn(b.timesteps - int(model.num_timesteps), callback=callbacks, reset_num_timesteps=found is None)
     finally:
         env.close()
         eval_env.close()
@@ -258,7 +260,8 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     diverged_at = None
     try:
         with checkpoint.signals_to(saver):
-            model.learn(b.timesteps - start_steps, callback=CallbackList([swa, saver]), reset_num_timesteps=source is None, progress_bar=progress)
+            callbacks = CallbackList([swa, saver, ProgressFile(path, b.timesteps)])
+            model.learn(b.timesteps - start_steps, callback=callbacks, reset_num_timesteps=source is None, progress_bar=progress)
     except checkpoint.Divergence as exc:
         diverged_at = exc.step
         if cfg.on_divergence == "stop":

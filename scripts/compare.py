@@ -34,6 +34,7 @@ if __package__ in (None, ""):
 
 from scripts._cli import command_line, guarded  # first: signals during start-up
 
+from agents import progress
 from agents.builders import VARIANTS
 from agents.config import ConfigError, load_config
 
@@ -93,6 +94,8 @@ class Job:
     args: tuple
     label: str
     then: list[Job] = field(default_factory=list)  # submitted when this job succeeds (a prefix's two arms)
+    path: Path | None = None  # its run directory (progress.json)
+    steps: int = 0  # env steps it trains
 
 
 @dataclass
@@ -121,11 +124,12 @@ class Tally:
 
 
 def _drive(submit: Callable, wait_one: Callable, roots: list[Job], limit: int | None = None,
-           interrupt: Callable[[], None] = lambda: None) -> Tally:
+           interrupt: Callable[[], None] = lambda: None, progress_every: float = 300.0) -> Tally:
     """Run jobs as soon as what they need is done, at most ``limit`` at a time.
 
     A finished prefix's arms go before the next prefix, so pairs finish one after the other
-    instead of all prefixes first. ``wait_one(handles)`` returns ``(handle, (status, message))``.
+    instead of all prefixes first. ``wait_one(handles, timeout)`` returns ``(handle, (status,
+    message))``, or None when nothing finished within ``timeout`` seconds: then a progress line.
     Ctrl-C (or SIGTERM) stops submitting, passes the signal on (``interrupt``) and waits for the
     running jobs to write their checkpoints; a second one stops waiting.
     """
@@ -133,12 +137,20 @@ def _drive(submit: Callable, wait_one: Callable, roots: list[Job], limit: int | 
     ready = list(roots)
     pending: dict = {}
     stopping = False
+    started: dict = {}
     while pending or (ready and not stopping):
         while ready and not stopping and (limit is None or len(pending) < limit):
             job = ready.pop(0)
             pending[submit(job)] = job
         try:
-            handle, (status, message) = wait_one(list(pending))
+            finished = wait_one(list(pending), progress_every)
+            if finished is None:
+                queued = [(j.label, j.steps) for job in ready for j in (job, *job.then)]
+                queued += [(j.label, j.steps) for job in pending.values() for j in job.then]
+                running = {j.label: j.path for j in pending.values() if j.path is not None}
+                print(progress.summary(len(tally.done), running, queued, started), flush=True)
+                continue
+            handle, (status, message) = finished
         except KeyboardInterrupt:
             if stopping:
                 raise
@@ -158,13 +170,15 @@ def _drive(submit: Callable, wait_one: Callable, roots: list[Job], limit: int | 
     return tally
 
 
-def _local_pool(jobs: int, roots: list[Job]) -> Tally:
+def _local_pool(jobs: int, roots: list[Job], progress_every: float) -> Tally:
     from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
 
-    def wait_one(futures):
-        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+    def wait_one(futures, timeout):
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            return None
         fut = next(iter(done))
         try:
             return fut, fut.result()
@@ -177,7 +191,7 @@ def _local_pool(jobs: int, roots: list[Job]) -> Tally:
                 os.kill(proc.pid, signal.SIGINT)
 
     try:
-        return _drive(lambda job: pool.submit(_outcome, job.fn, *job.args), wait_one, roots, jobs, interrupt)
+        return _drive(lambda job: pool.submit(_outcome, job.fn, *job.args), wait_one, roots, jobs, interrupt, progress_every)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -187,19 +201,21 @@ def _ray_task(fn, *args):
     return _outcome(fn, *args)
 
 
-def _ray_pool(ray, resources: dict, retries: int, roots: list[Job]) -> Tally:
+def _ray_pool(ray, resources: dict, retries: int, roots: list[Job], progress_every: float) -> Tally:
     """Each run a Ray task with the config's resources. A preempted task is retried up to ``retries``
     times; a retry resumes the run from its newest checkpoint in the shared run directory."""
     remote = ray.remote(num_cpus=resources["cpus"], num_gpus=resources["gpus"], max_retries=retries)(_ray_task)
 
-    def wait_one(refs):
-        done, _ = ray.wait(refs, num_returns=1)
+    def wait_one(refs, timeout):
+        done, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if not done:
+            return None
         try:
             return done[0], ray.get(done[0])
         except Exception as err:  # the task's worker died for good
             return done[0], ("failed", f"{type(err).__name__}: {err}")
 
-    return _drive(lambda job: remote.remote(job.fn, *job.args), wait_one, roots)
+    return _drive(lambda job: remote.remote(job.fn, *job.args), wait_one, roots, progress_every=progress_every)
 
 
 def _connect_ray(address: str | None, jobs: int):
@@ -228,6 +244,8 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples in the report")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:port'); default: a local Ray with --jobs CPUs")
+    p.add_argument("--progress-every", type=float, default=300.0, metavar="SECONDS",
+                   help="print where the grid is (runs done / running / queued, steps, time left) this often")
     p.add_argument("--retries", type=int, default=2, help="Ray: retries of a failed or preempted run (each resumes from its checkpoint)")
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
@@ -236,6 +254,8 @@ def main() -> int:
         raise ConfigError(f"--seeds: {args.seeds} is not allowed; use an int >= 1")
     if args.jobs < 1:
         raise ConfigError(f"--jobs: {args.jobs} is not allowed; use an int >= 1")
+    if not args.progress_every > 0:
+        raise ConfigError(f"--progress-every: {args.progress_every} is not allowed; use seconds > 0")
     envs = args.envs or cfg.envs
     unknown = [e for e in envs if e not in cfg.envs]
     if unknown:
@@ -243,6 +263,7 @@ def main() -> int:
     from agents.envs import check_env_id
     from agents.provenance import check_same
     from agents.runner import run_dir
+    from rl_swa.callback import resolve_steps
     from scripts.report import write_report
 
     for env_id in envs:
@@ -258,20 +279,23 @@ def main() -> int:
     todo = [(e, v, s) for s in range(args.seeds) for e in envs for v in VARIANTS if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
     done = len(envs) * args.seeds * len(VARIANTS) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
+    total = cfg.budget(args.budget).timesteps
+    fork_at = resolve_steps("start", cfg.swa.start, total) if fork else 0
     arms: dict[tuple, list[Job]] = {}  # seed-major: every env gets seed 0 before any gets seed 1
     for e, v, s in todo:
-        arms.setdefault((s, e), []).append(Job(_run_job, (config, args.overrides, e, v, s, args.budget, out, command, fork), f"{e} {v} seed{s}"))
+        arms.setdefault((s, e), []).append(Job(_run_job, (config, args.overrides, e, v, s, args.budget, out, command, fork), f"{e} {v} seed{s}",
+                                               path=run_dir(out, cfg, e, v, s), steps=total - fork_at))
     if fork:  # each prefix once; its arms start as soon as it is done
-        roots = [Job(_prefix_job, (config, args.overrides, e, s, args.budget, out, command), f"{e} prefix seed{s}", then=jobs)
-                 for (s, e), jobs in arms.items()]
+        roots = [Job(_prefix_job, (config, args.overrides, e, s, args.budget, out, command), f"{e} prefix seed{s}", then=jobs,
+                     path=run_dir(out, cfg, e, "prefix", s), steps=fork_at) for (s, e), jobs in arms.items()]
     else:
         roots = [job for jobs in arms.values() for job in jobs]
     old = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}  # both stop the grid
     try:
         if args.backend == "ray":
-            tally = _ray_pool(_connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots)
+            tally = _ray_pool(_connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots, args.progress_every)
         else:
-            tally = _local_pool(args.jobs, roots)
+            tally = _local_pool(args.jobs, roots, args.progress_every)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -122,7 +122,7 @@ def test_arms_go_before_the_next_prefix_and_not_after_a_failed_one(capsys):
         order.append(job.label)
         return job.label
 
-    def wait_one(handles):
+    def wait_one(handles, timeout):
         label = handles[0]  # finishes in submission order
         return label, (("failed", "boom") if label == "prefix 1" else ("done", ""))
 
@@ -186,3 +186,34 @@ def test_normalize_true_runs_and_the_saved_policy_acts_as_evaluated(tmp_path):
         ev = script("evaluate.py", run / name, "--episodes", "3", "--seed", "10000")
         assert ev.returncode == 0, ev.stderr
         assert json.loads(ev.stdout)["mean_reward"] == result[key]
+
+
+def test_a_grid_says_where_it_is(tmp_path, capsys):
+    """When nothing finishes for a while: runs done / running / queued, steps of each running run, time left."""
+    import time
+
+    from agents.progress import FILE
+    from scripts.compare import Job, _drive
+
+    run = tmp_path / "prefix"
+    run.mkdir()
+    now = time.time()
+    calls = []
+
+    def wait_one(handles, timeout):
+        calls.append(timeout)
+        if len(calls) == 1:
+            (run / FILE).write_text(json.dumps({"step": 100, "total": 1000, "time": now}))
+            return None
+        if len(calls) == 2:
+            (run / FILE).write_text(json.dumps({"step": 400, "total": 1000, "time": now + 10}))  # 30 steps/s
+            return None
+        return handles[0], ("done", "")
+
+    arms = [Job(print, (), f"arm {v}", steps=500) for v in "ab"]
+    _drive(lambda job: job.label, wait_one, [Job(print, (), "prefix", then=arms, path=run, steps=1000)], limit=1, progress_every=7)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("progress:")]
+    assert calls[0] == 7 and len(lines) == 2
+    assert lines[0] == "progress: 0 done, 1 running, 2 queued | prefix 100/1,000"
+    # 600 steps left in the prefix + 1,000 queued, at 30 steps/s: 53 s
+    assert lines[1] == "progress: 0 done, 1 running, 2 queued; about 1 min left at the current speed | prefix 400/1,000"
