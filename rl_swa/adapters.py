@@ -47,6 +47,13 @@ _OFF_POLICY = Adapter(name="actor + critic (DDPG, TD3, SAC)", actor=("actor.",),
                       targets=("actor_target.", "critic_target."))
 # DQN acts greedily on its Q-network: the Q-network is actor and critic at once.
 _Q_NETWORK = Adapter(name="Q-network (DQN)", actor=("q_net.",), critic=("q_net.",), clock="policy.optimizer", targets=("q_net_target.",))
+_QUANTILE_NETWORK = Adapter(name="quantile network (QR-DQN)", actor=("quantile_net.",), critic=("quantile_net.",),
+                            clock="policy.optimizer", targets=("quantile_net_target.",))
+_RECURRENT = Adapter(name="recurrent actor-critic (RecurrentPPO)", actor=(*_ACTOR_CRITIC.actor, "lstm_actor."),
+                     critic=(*_ACTOR_CRITIC.critic, "lstm_critic."), clock="policy.optimizer")
+# sb3-contrib, by class name (an optional package). CrossQ has BatchNorm layers: the averaged
+# policy keeps the live network's running statistics (``update_batch_norm`` recomputes them).
+CONTRIB = {"QRDQN": _QUANTILE_NETWORK, "TQC": _OFF_POLICY, "CrossQ": _OFF_POLICY, "RecurrentPPO": _RECURRENT}
 
 # Most specific class first: DDPG subclasses TD3.
 ADAPTERS: tuple[tuple[type[BaseAlgorithm], Adapter], ...] = (
@@ -57,13 +64,16 @@ ADAPTERS: tuple[tuple[type[BaseAlgorithm], Adapter], ...] = (
     (SAC, _OFF_POLICY),
     (DQN, _Q_NETWORK),
 )
-SUPPORTED = tuple(cls.__name__ for cls, _ in ADAPTERS)
+SUPPORTED = (*(cls.__name__ for cls, _ in ADAPTERS), *(f"{name} (sb3-contrib)" for name in CONTRIB))
 
 
 def adapter_for(model: BaseAlgorithm) -> Adapter:
     for cls, adapter in ADAPTERS:
         if isinstance(model, cls):
             return adapter
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("sb3_contrib.") and cls.__name__ in CONTRIB:
+            return CONTRIB[cls.__name__]
     raise ValueError(f"algorithm {type(model).__name__} is not supported by rl_swa; supported: {', '.join(SUPPORTED)}")
 
 

@@ -459,3 +459,34 @@ def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path):
     env.seed(0)  # SWACallback's default eval_seed
     rewards, _ = evaluate_policy(model, env, n_eval_episodes=2, deterministic=True, return_episode_rewards=True, warn=False)
     assert round(float(np.mean(rewards)), 2) == online
+
+
+@pytest.mark.parametrize("algo, policy, env, kwargs, expected", [
+    ("QRDQN", "MlpPolicy", "CartPole-v1", dict(learning_starts=50, train_freq=1, target_update_interval=50), ("quantile_net.",)),
+    ("TQC", "MlpPolicy", "Pendulum-v1", dict(learning_starts=50, batch_size=32), ("actor.", "critic.")),
+    ("CrossQ", "MlpPolicy", "Pendulum-v1", dict(learning_starts=50, batch_size=32), ("actor.", "critic.")),
+    ("RecurrentPPO", "MlpLstmPolicy", "CartPole-v1", dict(n_steps=32, batch_size=32, n_epochs=1), ("",)),
+])
+def test_sb3_contrib_algorithms_average_evaluate_save_and_load(tmp_path, algo, policy, env, kwargs, expected):
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    model = getattr(sb3_contrib, algo)(policy, env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]), **kwargs)
+    swa = SWACallback(start=0.5, eval_env=env, eval_freq=1000, n_eval_episodes=2)
+    model.learn(300, callback=swa)
+    averaged = set(swa.average.averages)
+    assert averaged and all(name.startswith(expected) for name in averaged)
+    assert not any("target" in name for name in averaged)  # the algorithm's own copies are never averaged
+    assert "swa_mean_reward" in swa.evaluations[-1]
+    loaded = SWAPolicy.load(swa.policy.save(tmp_path / algo))
+    obs = np.stack([model.observation_space.sample() for _ in range(4)])
+    if algo == "RecurrentPPO":  # LSTM states go through predict
+        a, state = swa.policy.predict(obs, deterministic=True)
+        b, state_b = loaded.predict(obs, deterministic=True)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(swa.policy.predict(obs, state, np.zeros(4), deterministic=True)[0],
+                                      loaded.predict(obs, state_b, np.zeros(4), deterministic=True)[0])
+    else:
+        np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
+    if algo == "CrossQ":  # BatchNorm statistics: the live network's, copied
+        live = dict(model.policy.named_buffers())
+        for name, buf in loaded.policy.named_buffers():
+            assert torch.equal(buf, live[name]), name
