@@ -371,14 +371,15 @@ def test_bad_average_specs(spec):
     ("TD3", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
     ("DQN", "CartPole-v1", dict(learning_starts=50, batch_size=32, target_update_interval=50)),
 ])
-def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(algo, env, kwargs):
+def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(tmp_path, algo, env, kwargs):
     import stable_baselines3
 
     runs = []
     for flatten in (False, True):
         model = getattr(stable_baselines3, algo)("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[32, 32]), **kwargs)
-        swa = SWACallback(start=0.5, flatten=flatten)
+        swa = SWACallback(start=0.5, flatten=flatten, eval_env=env, eval_freq=1000, n_eval_episodes=1)
         model.learn(300, callback=swa)
+        assert {"online_mean_reward", "swa_mean_reward"} <= set(swa.evaluations[-1])
         runs.append((model, swa))
     (plain, plain_swa), (flat, flat_swa) = runs
     assert len(flat_swa.average._groups[0].pairs()[1]) == 1 < len(plain_swa.average._groups[0].pairs()[1])
@@ -386,6 +387,9 @@ def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(algo
         assert torch.equal(p, q)
     for name, value in plain_swa.average.averages.items():
         assert torch.equal(flat_swa.average.averages[name], value), name
+    loaded = SWAPolicy.load(flat_swa.policy.save(tmp_path / algo))  # and the averaged policy round-trips
+    obs = np.stack([flat.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], flat_swa.policy.predict(obs, deterministic=True)[0])
 
 
 def test_cnn_policy_with_a_shared_trunk_round_trips(tmp_path):
