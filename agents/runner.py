@@ -37,31 +37,12 @@ from rl_swa.callback import resolve_steps
 from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
 
-CUSTOM_SCALARS = {
-    "SWA": {
-        "eval reward: online vs averaged": ["Multiline", ["eval/online_mean_reward", "eval/swa_mean_reward"]],
-        "distance online - average": ["Multiline", ["swa/distance"]],
-    }
-}
-
-
 def env_slug(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
 def run_dir(root: str | Path, cfg: ExperimentConfig, env_id: str, variant: str, seed: int) -> Path:
     return Path(root) / cfg.experiment / env_slug(env_id) / variant / f"seed{seed}"
-
-
-def write_custom_scalars(experiment_dir: Path) -> None:
-    """A TensorBoard custom-scalars layout overlaying online and averaged evaluation reward."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    layout_dir = experiment_dir / "_layout"
-    if layout_dir.exists():
-        return
-    with SummaryWriter(str(layout_dir)) as writer:
-        writer.add_custom_scalars(CUSTOM_SCALARS)
 
 
 @contextmanager
@@ -228,7 +209,6 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
         prefix = train_prefix(cfg, env_id, seed, budget, root, command) if fork else None
         if not resume:
             _prepare_dir(path, overwrite)
-        write_custom_scalars(Path(root) / cfg.experiment)
         atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant=variant, seed=seed, budget=budget, fork=fork,
                                                      seeding={"train": seed, "eval": cfg.eval.seed}))
     history = (path / "command.txt").read_text() if resume and (path / "command.txt").is_file() else ""

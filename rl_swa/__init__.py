@@ -1,15 +1,17 @@
 """rl-swa: stochastic weight averaging for Stable-Baselines3 agents.
 
 Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 integration),
-:class:`SWAPolicy` (the averaged policy), the SWA-phase LR schedules and the BatchNorm helper.
+:class:`SWAPolicy` (the averaged policy), :class:`OnAverage` (any SB3 callback on the averaged
+weights), the SWA-phase LR schedules and the BatchNorm helper.
 """
 
 from rl_swa.averaging import WeightAverage, flatten_parameters
 from rl_swa.batch_norm import update_batch_norm
 from rl_swa.callback import SWACallback
+from rl_swa.on_average import OnAverage
 from rl_swa.policy import SWAPolicy
 from rl_swa.schedules import AnnealSchedule, CyclicSchedule
 
 __version__ = "0.1.0"
 
-__all__ = ["AnnealSchedule", "CyclicSchedule", "SWACallback", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__"]
+__all__ = ["AnnealSchedule", "CyclicSchedule", "OnAverage", "SWACallback", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__"]

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
 from rl_swa.averaging import WeightAverage, all_finite, flatten_parameters
 from rl_swa.normalization import normalized_eval_env, sync_obs_statistics
+from rl_swa.overlay import add_overlay
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import check_sigma_rels, gamma_of
 from rl_swa.schedules import ANNEAL_STRATEGIES, AnnealSchedule, CyclicSchedule, unwrap
@@ -291,6 +292,8 @@ class SWACallback(BaseCallback):
         return DummyVecEnv([lambda: Monitor(env)])
 
     def _on_training_start(self) -> None:
+        if self._vec_eval_env is not None:
+            add_overlay(self.logger)  # online vs averaged reward in one TensorBoard chart
         total = int(self.model._total_timesteps)
         self.start_step = resolve_steps("start", self.start, total)
         for name, _, _, start in self.extra_specs:

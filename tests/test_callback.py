@@ -494,3 +494,42 @@ def test_sb3_contrib_algorithms_average_evaluate_save_and_load(tmp_path, algo, p
         live = dict(model.policy.named_buffers())
         for name, buf in loaded.policy.named_buffers():
             assert torch.equal(buf, live[name]), name
+
+
+def test_any_sb3_callback_runs_on_the_averaged_weights(tmp_path):
+    """OnAverage(EvalCallback): it evaluates and saves the average; training goes on with the online weights."""
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
+
+    from rl_swa import OnAverage
+
+    seen = {}
+
+    class Witness(BaseCallback):  # the weights at the step where EvalCallback evaluates
+        def _on_step(self):
+            if self.n_calls == 1000:
+                seen["average"] = {k: v.clone() for k, v in swa.average.averages.items()}
+                seen["online"] = {k: v.clone() for k, v in self.model.policy.named_parameters()}
+            return True
+
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    swa = SWACallback(start=0.5)
+    best = OnAverage(EvalCallback(make_vec_env_1(), n_eval_episodes=2, eval_freq=1000, best_model_save_path=str(tmp_path), verbose=0), swa)
+    model.learn(1000, callback=CallbackList([swa, best, Witness()]))
+    saved = A2C.load(tmp_path / "best_model.zip", device="cpu")  # our own file
+    for name, param in saved.policy.named_parameters():
+        assert torch.equal(param, seen["average"][name]), name
+    assert any(not torch.equal(seen["online"][n], seen["average"][n]) for n in seen["average"])
+    assert best.callback.best_mean_reward == best.callback.last_mean_reward > 0  # it evaluated (once: eval_freq 1000)
+
+
+def make_vec_env_1():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env("CartPole-v1", n_envs=1, seed=5)
+
+
+def test_library_users_get_the_tensorboard_overlay(tmp_path):
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", tensorboard_log=str(tmp_path))
+    model.learn(200, callback=SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100, n_eval_episodes=1))
+    blobs = b"".join(p.read_bytes() for p in tmp_path.rglob("events.out.tfevents.*"))
+    assert b"eval reward: online vs averaged" in blobs and b"eval/swa_mean_reward" in blobs
