@@ -36,6 +36,17 @@ ATARI_REFERENCE = {
     "Breakout": (1.7, 30.5), "Qbert": (163.9, 13455.0), "SpaceInvaders": (148.0, 1668.7), "Seaquest": (68.4, 42054.7),
     "BeamRider": (363.9, 16926.5), "CrazyClimber": (10780.5, 35829.4), "Pong": (-20.7, 14.6),
 }
+# Published A2C scores to set ours beside: RL Zoo (one run, 10M env steps = 40M frames) and the SWA
+# paper (Nikishin et al. 2018; A2C vs A2C+SWA, mean ± spread, frames and seeds unpublished).
+PUBLISHED = {
+    "Breakout": {"rl_zoo_a2c_10M": 279.8, "paper_a2c": "522 ± 34", "paper_a2c_swa": "703 ± 60"},
+    "Qbert": {"rl_zoo_a2c_10M": 3882.3, "paper_a2c": "18777 ± 778", "paper_a2c_swa": "21272 ± 655"},
+    "SpaceInvaders": {"rl_zoo_a2c_10M": 627.2, "paper_a2c": "7727 ± 1121", "paper_a2c_swa": "21676 ± 8897"},
+    "Seaquest": {"rl_zoo_a2c_10M": 1721.5, "paper_a2c": "1779 ± 4", "paper_a2c_swa": "1795 ± 4"},
+    "BeamRider": {"rl_zoo_a2c_10M": 2890.3, "paper_a2c": "9999 ± 402", "paper_a2c_swa": "11321 ± 1065"},
+    "CrazyClimber": {"paper_a2c": "147030 ± 10239", "paper_a2c_swa": "139752 ± 11618"},
+    "Pong": {"rl_zoo_a2c_10M": 17.3},
+}
 # What each arm deploys: the baseline its online policy, the swa arm its averaged policy.
 ARMS = {
     "baseline": ("baseline", "online_mean_reward"),
@@ -182,7 +193,10 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
                 d = np.array([arms[a]["scores"][s] - arms[b]["scores"][s] for s in seeds])
                 if len(d):
                     paired[f"{a} - {b}"] = {"n": len(d), "mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps), "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
-        per_env[env] = {"arms": arms, "paired": paired}
+        steps = sorted({int(r["timesteps"]) for r in runs if r["env"] == env and "timesteps" in r})
+        walls = {v: [r["wall_s"] for r in runs if r["env"] == env and r["variant"] == v and r.get("wall_s")] for v in ("baseline", "swa")}
+        per_env[env] = {"arms": arms, "paired": paired, "timesteps": steps,
+                        "wall_min": {v: float(np.mean(w)) / 60 for v, w in walls.items() if w}}
     for env in envs:
         per_env[env]["posthoc"] = _posthoc(runs, env, reps)
     aggregate = _aggregate(per_env, reps)
@@ -282,6 +296,7 @@ def markdown(summary: dict, title: str) -> str:
                 if (key := f"{a} - {b}") in ph:
                     d = ph[key]
                     lines.append(f"| {key} | {d['n']} | {_fmt(d['mean'])} | [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}] | {d['wins']} / {d['ties']} |")
+        lines += _context(env, data)
         lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
     agg = summary["aggregate"]
     if agg:
@@ -292,6 +307,30 @@ def markdown(summary: dict, title: str) -> str:
         lines.append("")
     lines.append(_verdict(summary))
     return "\n".join(lines) + "\n"
+
+
+def _context(env: str, data: dict) -> list[str]:
+    """Budget, cost, and for Atari: random and human play, and the published A2C scores."""
+    out = [""]
+    if data.get("timesteps"):
+        out.append(f"Budget: {', '.join(f'{t:,}' for t in data['timesteps'])} env steps per run.")
+    if data.get("wall_min"):
+        out.append("Wall time per arm after the fork (mean): " + ", ".join(f"{v} {m:.0f} min" for v, m in data["wall_min"].items()) + ".")
+    game = env.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    if game in ATARI_REFERENCE:
+        lo, hi = ATARI_REFERENCE[game]
+        base = data["arms"].get("baseline")
+        verdict = ""
+        if base and not np.isnan(base["ci"][0]):
+            left = base["ci"][0] > lo
+            verdict = (f" The baseline's final score {'has' if left else 'has not'} left random play (CI lower bound "
+                       f"{_fmt(base['ci'][0])} vs random {lo}){'' if left else ': give its SWA comparison no weight'}.")
+        pub = PUBLISHED.get(game, {})
+        zoo = f"; RL Zoo A2C at 10M env steps (40M frames): {pub['rl_zoo_a2c_10M']}" if "rl_zoo_a2c_10M" in pub else ""
+        paper = (f"; SWA paper (frames unpublished): A2C {pub['paper_a2c']}, A2C+SWA {pub['paper_a2c_swa']}" if "paper_a2c" in pub else "")
+        frames = f" (4 frames per env step: {4 * data['timesteps'][-1]:,} frames here)" if data.get("timesteps") else ""
+        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{verdict}")
+    return out
 
 
 def _verdict(summary: dict) -> str:

@@ -101,3 +101,16 @@ def test_posthoc_results_are_summarized(grid):
     assert ph["test_posthoc_ema - test_posthoc_window"]["n"] == 1 and ph["test_posthoc_ema - test_posthoc_window"]["mean"] == 1
     diff = ph["test_posthoc - test_fixed_start"]
     assert diff["mean"] == pytest.approx((3 - 1 + 0) / 3) and diff["wins"] == 1 and diff["ties"] == 1
+
+
+def test_atari_games_are_set_beside_random_play_and_published_scores():
+    from scripts.report import _context
+
+    data = {"arms": {"baseline": {"ci": (1.0, 2.5)}}, "timesteps": [1_000_000], "wall_min": {"baseline": 30.0}}
+    text = " ".join(_context("ALE/Breakout-v5", data))
+    assert "random 1.7, human 30.5" in text and "RL Zoo A2C at 10M env steps (40M frames): 279.8" in text
+    assert "A2C 522 ± 34, A2C+SWA 703 ± 60" in text and "4,000,000 frames here" in text
+    assert "has not left random play" in text and "no weight" in text
+    data["arms"]["baseline"]["ci"] = (5.0, 9.0)
+    assert "has left random play" in " ".join(_context("ALE/Breakout-v5", data))
+    assert not any("random" in line for line in _context("Hopper-v5", data))
