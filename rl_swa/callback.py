@@ -15,6 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rl_swa.adapters import PARTS, adapter_for, clock_optimizer, select_tensors, steps_per_update
 from rl_swa.averaging import WeightAverage, all_finite, flatten_parameters
+from rl_swa.diagnostics import ActionProbe
 from rl_swa.normalization import normalized_eval_env, sync_obs_statistics
 from rl_swa.overlay import add_overlay
 from rl_swa.policy import SWAPolicy
@@ -249,6 +250,7 @@ class SWACallback(BaseCallback):
         self._hook = None
         self._clock = None  # the optimizer whose steps are counted (set at each learn())
         self._vec_eval_env: VecEnv | None = None
+        self.probe = ActionProbe()  # agreement and churn on visited states, at each evaluation
         self._user_schedule = None
         self._policy_cache: tuple[tuple, SWAPolicy] | None = None
         # The env step where another callback will stop this learn() early (a forked pair's
@@ -358,6 +360,8 @@ class SWACallback(BaseCallback):
             self._posthoc_next = self._next_posthoc_step(step)
 
     def _on_step(self) -> bool:
+        if self._vec_eval_env is not None and not self.probe.full:
+            self.probe.add(self.locals.get("new_obs"))
         if self._vec_eval_env is not None and self.num_timesteps >= self._next_eval:
             self._next_eval = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
             if self.num_timesteps < (self.ends_at or self.model._total_timesteps):  # the last: at training end, after the last update
@@ -417,10 +421,12 @@ class SWACallback(BaseCallback):
                 with average.swapped():
                     rewards, lengths = self._play()
                 row.update({f"{name}_mean_reward": float(np.mean(rewards)), f"{name}_std_reward": float(np.std(rewards)), f"{name}_mean_ep_length": float(np.mean(lengths))})
+        if "online_mean_reward" in row:  # finite online weights
+            row.update(self.probe.measure(self.model.policy, self.average if self.has_snapshot else None))
         for key, value in row.items():
             if key == "step":
                 continue
-            namespace = "swa" if key in ("distance", "n_averaged", "skipped") else "eval"
+            namespace = "swa" if key in ("distance", "n_averaged", "skipped", "agreement", "action_distance", "churn") else "eval"
             self.logger.record(f"{namespace}/{key}", value)
         self.evaluations.append(row)
         if self.verbose:
@@ -475,6 +481,7 @@ class SWACallback(BaseCallback):
             "posthoc": list(self.posthoc),
             "next_eval": self._next_eval,
             "evaluations": list(self.evaluations),
+            "probe": self.probe.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -502,6 +509,7 @@ class SWACallback(BaseCallback):
             self.posthoc = list(state["posthoc"])
         self._next_eval = int(state["next_eval"])
         self.evaluations = list(state["evaluations"])
+        self.probe.load_state_dict(state["probe"])
 
 
 def _env_id(model) -> str | None:

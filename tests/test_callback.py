@@ -533,3 +533,30 @@ def test_library_users_get_the_tensorboard_overlay(tmp_path):
     model.learn(200, callback=SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100, n_eval_episodes=1))
     blobs = b"".join(p.read_bytes() for p in tmp_path.rglob("events.out.tfevents.*"))
     assert b"eval reward: online vs averaged" in blobs and b"eval/swa_mean_reward" in blobs
+
+
+@pytest.mark.parametrize("algo, env", [("a2c", "CartPole-v1"), ("ddpg", "Pendulum-v1")])
+def test_agreement_and_churn_are_logged_at_each_evaluation(algo, env):
+    """Discrete: agreement = share of probe states with the same greedy action; continuous: mean action
+    distance; churn: how far the online actions moved since the last evaluation (both checked by hand)."""
+    from stable_baselines3 import DDPG
+
+    if algo == "a2c":
+        model = A2C("MlpPolicy", env, n_steps=5, seed=0, device="cpu")
+    else:
+        model = DDPG("MlpPolicy", env, learning_starts=50, batch_size=32, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    swa = SWACallback(start=0.25, eval_env=env, eval_freq=200, n_eval_episodes=1)
+    model.learn(600, callback=swa)
+    rows = swa.evaluations  # at steps 200 (probe not complete: 200 states), 400 (first measure), 600
+    key = "agreement" if algo == "a2c" else "action_distance"
+    assert [("churn" in r, key in r) for r in rows] == [(False, False), (False, True), (True, True)]
+    states = swa.probe.states
+    assert len(states) == 256
+    online = model.policy.predict(states, deterministic=True)[0]
+    with swa.average.swapped():
+        averaged = model.policy.predict(states, deterministic=True)[0]
+    if algo == "a2c":
+        assert rows[-1]["agreement"] == np.mean(online == averaged)
+    else:
+        assert rows[-1]["action_distance"] == pytest.approx(np.mean(np.linalg.norm(online - averaged, axis=1)))
+    np.testing.assert_array_equal(swa.probe.previous, online)
