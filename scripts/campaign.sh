@@ -50,7 +50,17 @@ running() {  # the driver of grid $1 is alive
   pid=$(cat "$DIR/logs/$1.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null && grep -q compare.py "/proc/$pid/cmdline"
 }
 
+restore() {  # on a new machine: finished runs come back from the repository, so the grids skip them
+  local saved=$REPO/docs/results/campaign
+  [ -d "$saved" ] || return 0
+  (cd "$saved" && find . -name result.json -printf '%h\n') | while read -r run; do
+    if [ ! -e "$RUNS/$run/result.json" ]; then mkdir -p "$RUNS/$run" && cp "$saved/$run/"* "$RUNS/$run/" && echo "restored $run"; fi
+  done
+}
+
 start() {
+  mkdir -p "$RUNS"
+  restore
   for line in "${GRIDS[@]}"; do
     grid "$line"
     if running "$name"; then echo "$name: already running"; continue; fi
