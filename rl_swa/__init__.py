@@ -11,7 +11,8 @@ from rl_swa.callback import SWACallback
 from rl_swa.on_average import OnAverage
 from rl_swa.policy import SWAPolicy
 from rl_swa.schedules import AnnealSchedule, CyclicSchedule
+from rl_swa.use_average import ActWithAverage, ResetToAverage
 
 __version__ = "0.1.0"
 
-__all__ = ["AnnealSchedule", "CyclicSchedule", "OnAverage", "SWACallback", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__"]
+__all__ = ["ActWithAverage", "AnnealSchedule", "CyclicSchedule", "OnAverage", "ResetToAverage", "SWACallback", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__"]
