@@ -1,7 +1,9 @@
 """Ready-made agents: A2C and DDPG built from a config, each with its SWA callback.
 
 Variants: ``baseline`` keeps the config's LR and an eval-only average of its own trajectory;
-``swa`` adds the config's SWA-phase LR schedule. Both average the same parts from the same start,
+``swa`` adds the config's SWA-phase LR schedule; ``act_avg`` collects experience with an average
+(``swa.act_with``) and ``reset_avg`` resets the online weights to the average every
+``swa.reset_every`` updates, both at the config's LR. Both average the same parts from the same start,
 so every run yields a paired online-vs-averaged comparison.
 """
 
@@ -16,9 +18,9 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.config import ConfigError, ExperimentConfig
-from rl_swa import SWACallback
+from rl_swa import ActWithAverage, ResetToAverage, SWACallback
 
-VARIANTS = ("baseline", "swa")
+VARIANTS = ("baseline", "swa", "act_avg", "reset_avg")  # a config's `variants` picks among them
 OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "rmsprop": (RMSpropTFLike, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})}
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU, "leaky_relu": torch.nn.LeakyReLU, "gelu": torch.nn.GELU}
 
@@ -67,11 +69,11 @@ def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None,
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
     s = cfg.swa
-    lr = {} if variant == "baseline" or s.swa_lr is None else {
+    lr = {} if variant != "swa" or s.swa_lr is None else {
         "swa_lr": s.swa_lr, "anneal": s.anneal, "anneal_strategy": s.anneal_strategy, "cycle": s.cycle, "swa_lr_max": s.swa_lr_max,
     }
-    every = s.update_every if variant == "baseline" or s.cycle is None else 1
-    if variant == "baseline" and s.cycle is not None:
+    every = s.update_every if variant != "swa" or s.cycle is None else 1
+    if variant != "swa" and s.cycle is not None:
         every = s.cycle  # same snapshot cadence as the cyclic arm
     return SWACallback(
         start=s.start, update_every=every, mode=s.mode, decay=s.decay, parts=s.parts,
@@ -79,3 +81,13 @@ def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None,
         deterministic=cfg.eval.deterministic, averages=list(s.averages), posthoc_points=s.posthoc_points,
         posthoc_sigma_rels=list(s.posthoc_sigma_rels), skip_nonfinite=s.skip_nonfinite, flatten=s.flatten, **lr,
     )
+
+
+def variant_callbacks(cfg: ExperimentConfig, variant: str, swa: SWACallback) -> list:
+    """What a variant adds to the SWA callback: acting with an average, or resetting to it."""
+    s = cfg.swa
+    if variant == "act_avg":
+        return [ActWithAverage(swa, s.act_with)]
+    if variant == "reset_avg":
+        return [ResetToAverage(swa, s.reset_every, s.reset_parts, optimizer=s.reset_optimizer)]
+    return []

@@ -101,6 +101,10 @@ class SWASettings(_Strict):
         description="with posthoc_points: relative widths of the power EMAs saved for post-hoc EMA synthesis",
     )
     averages: list[str] = Field(default_factory=list, description="further averages on the same trajectory, e.g. [swa@0.5, ema@0.999]")
+    act_with: str = Field("swa", description="act_avg variant: the average that collects experience ('swa' or a name from averages)")
+    reset_every: int = Field(1000, ge=1, description="reset_avg variant: set the online weights to the average every N updates")
+    reset_parts: Literal["both", "actor", "critic"] = "both"
+    reset_optimizer: Literal["keep", "reset"] = Field("keep", description="reset_avg variant: Adam's state after a reset")
     skip_nonfinite: bool = Field(True, description="skip snapshots holding NaN/Inf (one more read of the weights per snapshot)")
     flatten: bool = Field(True, description="lay the averaged parameters out in one buffer: one sum and one lerp per snapshot")
 
@@ -119,6 +123,15 @@ class SWASettings(_Strict):
         for spec in v:
             parse_average_spec(spec)
         return v
+
+    @model_validator(mode="after")
+    def _act_with(self):
+        from rl_swa.callback import parse_average_spec
+
+        names = ["swa", *(parse_average_spec(spec)[0] for spec in self.averages)]
+        if self.act_with not in names:
+            raise ValueError(f"swa.act_with: {self.act_with!r} is not an average of this config; allowed: {', '.join(names)}")
+        return self
 
     @field_validator("start")
     @classmethod
@@ -150,6 +163,8 @@ class ExperimentConfig(_Strict):
     frame_stack: int = Field(4, ge=1)
     normalize: bool = Field(False, description="VecNormalize the training env (observations and rewards), as RL Zoo's normalize: true")
     budgets: dict[str, Budget]
+    variants: list[Literal["baseline", "swa", "act_avg", "reset_avg"]] = Field(
+        ["baseline", "swa"], min_length=1, description="arms of a grid, each forked from the same prefix")
     on_divergence: Literal["stop", "finish"] = Field(
         "stop", description="NaN/Inf weights: stop (exit 4, the last good checkpoint kept), or finish the run with its averages")
     resources: Resources = Resources()
@@ -193,6 +208,8 @@ class ExperimentConfig(_Strict):
         for key in ("smoke", "short", "paper"):
             if key not in self.budgets:
                 raise ValueError(f"budgets.{key} is missing (every config defines smoke, short and paper)")
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants: {self.variants} names an arm twice")
         if self.normalize and self.env_type == "atari":
             raise ValueError("normalize: not for Atari (the CNN policy scales image observations itself)")
         if self.algo == "ddpg" and self.optimizer != "adam":

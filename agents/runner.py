@@ -29,7 +29,7 @@ from stable_baselines3.common.utils import set_random_seed
 
 from agents import checkpoint, provenance
 from rl_swa.files import atomic_write
-from agents.builders import ALGORITHMS, VARIANTS, build_callback, build_model, check_buildable
+from agents.builders import ALGORITHMS, build_callback, build_model, check_buildable, variant_callbacks
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from agents.progress import ProgressFile
@@ -184,8 +184,8 @@ def run(
     ``resume=True`` continues the run directory from its newest readable checkpoint (from the
     start if it has none). On SIGINT/SIGTERM a checkpoint is written and ``Interrupted`` raised.
     """
-    if variant not in VARIANTS:
-        raise ConfigError(f"--variant: {variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
+    if variant not in cfg.variants:
+        raise ConfigError(f"--variant: {variant!r} is not one of the config's variants; allowed: {', '.join(cfg.variants)}")
     cfg.budget(budget)
     path = run_dir(root, cfg, env_id, variant, seed)
     probe = make_env(cfg, env_id, 1, 0, training=True)  # bad env id / missing ROMs / settings SB3 refuses: fail before writing
@@ -240,7 +240,7 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     diverged_at = None
     try:
         with checkpoint.signals_to(saver):
-            callbacks = CallbackList([swa, saver, ProgressFile(path, b.timesteps)])
+            callbacks = CallbackList([swa, saver, ProgressFile(path, b.timesteps), *variant_callbacks(cfg, variant, swa)])
             model.learn(b.timesteps - start_steps, callback=callbacks, reset_num_timesteps=source is None, progress_bar=progress)
     except checkpoint.Divergence as exc:
         diverged_at = exc.step

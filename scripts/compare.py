@@ -35,7 +35,6 @@ if __package__ in (None, ""):
 from scripts._cli import command_line, guarded  # first: signals during start-up
 
 from agents import progress
-from agents.builders import VARIANTS
 from agents.config import ConfigError, load_config
 
 
@@ -270,14 +269,15 @@ def main() -> int:
         check_env_id(cfg, env_id)
     for e in envs:  # never reuse a run or a prefix made with another config or other code
         for s in range(args.seeds):
-            for v in (*VARIANTS, "prefix"):
+            for v in (*cfg.variants, "prefix"):
                 check_same(run_dir(args.out, cfg, e, v, s), cfg)
     config = str(Path(args.config).resolve())
     fork = not args.no_fork
     command = command_line()
     out = str(Path(args.out).resolve())  # Ray workers may start elsewhere: absolute paths on shared storage
-    todo = [(e, v, s) for s in range(args.seeds) for e in envs for v in VARIANTS if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
-    done = len(envs) * args.seeds * len(VARIANTS) - len(todo)
+    todo = [(e, v, s) for s in range(args.seeds) for e in envs for v in cfg.variants
+            if not (run_dir(args.out, cfg, e, v, s) / "result.json").exists()]
+    done = len(envs) * args.seeds * len(cfg.variants) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
     total = cfg.budget(args.budget).timesteps
     fork_at = resolve_steps("start", cfg.swa.start, total) if fork else 0

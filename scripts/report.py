@@ -140,6 +140,9 @@ def stability(curve: list[dict], key: str, last_k: int) -> dict[str, float]:
 def arms_in(runs: list[dict]) -> dict[str, tuple[str, str]]:
     """The standard arms plus one per further average found in the evaluation histories."""
     arms = dict(ARMS)
+    for variant in sorted({r["variant"] for r in runs} - {"baseline", "swa"}):  # act_avg, reset_avg: online and average
+        arms[variant] = (variant, "online_mean_reward")
+        arms[f"{variant}:average"] = (variant, "swa_mean_reward")
     for r in runs:
         for key in (r["curve"][-1] if r["curve"] else {}):
             name = key.removesuffix("_mean_reward")
@@ -151,6 +154,8 @@ def arms_in(runs: list[dict]) -> dict[str, tuple[str, str]]:
 def _label(arm: str) -> str:
     if arm in ARM_LABELS:
         return ARM_LABELS[arm]
+    if ":" not in arm:
+        return f"{arm} arm, online weights"
     variant, name = arm.split(":", 1)
     return f"{variant} arm, average {name}"
 
@@ -186,7 +191,9 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
                 **{k: float(np.nanmean([s[k] for s in stab])) for k in ("last_k_mean", "last_k_std", "best_to_final_drop")},
             }
         paired = {}
-        extra_pairs = [(arm, "baseline" if all_arms[arm][0] == "baseline" else "swa_online") for arm in all_arms if ":" in arm]
+        own_online = {"baseline": "baseline", "swa": "swa_online"}  # each further average vs its arm's online policy
+        extra_pairs = [(arm, own_online.get(all_arms[arm][0], all_arms[arm][0])) for arm in all_arms if ":" in arm]
+        extra_pairs += [(arm, "baseline") for arm in all_arms if arm not in ARMS and ":" not in arm]  # a new arm vs the baseline
         for a, b in (("swa", "baseline"), ("baseline_avg", "baseline"), ("swa", "swa_online"), *extra_pairs):
             if a in arms and b in arms:
                 seeds = sorted(set(arms[a]["scores"]) & set(arms[b]["scores"]))

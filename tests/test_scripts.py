@@ -217,3 +217,19 @@ def test_a_grid_says_where_it_is(tmp_path, capsys):
     assert lines[0] == "progress: 0 done, 1 running, 2 queued | prefix 100/1,000"
     # 600 steps left in the prefix + 1,000 queued, at 30 steps/s: 53 s
     assert lines[1] == "progress: 0 done, 1 running, 2 queued; about 1 min left at the current speed | prefix 400/1,000"
+
+
+def test_act_avg_and_reset_avg_arms_fork_from_the_same_prefix_and_reach_the_report(tmp_path):
+    proc = script("compare.py", CARTPOLE, "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--out", tmp_path, "--reps", "50",
+                  "--set", "variants=[baseline, act_avg, reset_avg]", "--set", "swa.reset_every=5",
+                  "--set", "swa.averages=[ema@0.9@0]", "--set", "swa.act_with=ema_0.9_from_0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = tmp_path / "classic_cartpole_a2c"
+    results = {v: json.loads((exp / f"CartPole-v1/{v}/seed0/result.json").read_text()) for v in ("baseline", "act_avg", "reset_avg")}
+    assert len({r["fork_digest"] for r in results.values()}) == 1  # the same prefix
+    assert not (exp / "CartPole-v1/swa").exists()
+    report = (exp / "report/report.md").read_text()
+    for arm in ("act_avg arm, online weights", "reset_avg arm, online weights", "act_avg - baseline", "reset_avg - baseline"):
+        assert arm in report, arm
+    bad = script("compare.py", CARTPOLE, "--budget", "smoke", "--out", tmp_path / "x", "--set", "swa.act_with=ema_0.5")
+    assert bad.returncode == 2 and "swa.act_with" in bad.stderr
