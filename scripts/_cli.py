@@ -7,8 +7,6 @@ import signal
 import sys
 from collections.abc import Callable
 
-from agents.config import ConfigError
-
 
 def _stopped_early(signum, frame) -> None:
     print("interrupted before a checkpoint was written; run the same command again", file=sys.stderr)
@@ -19,6 +17,9 @@ def _stopped_early(signum, frame) -> None:
 # traceback. A run installs its own handlers (checkpoint, then exit 3) for its training loop.
 signal.signal(signal.SIGINT, _stopped_early)
 signal.signal(signal.SIGTERM, _stopped_early)
+
+
+from agents.config import ConfigError  # noqa: E402  (after the handlers: its imports take time)
 
 
 def command_line() -> str:
