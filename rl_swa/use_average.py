@@ -38,6 +38,14 @@ from rl_swa.callback import SWACallback
 OPTIMIZER_STATE = ("keep", "reset")
 
 
+def _check_average(who: str, swa, average: str) -> None:
+    if not isinstance(swa, SWACallback):
+        raise ValueError(f"{who}(swa, ...): swa must be the SWACallback keeping the averages")
+    names = ["swa", *(name for name, *_ in swa.extra_specs)]
+    if average not in names:
+        raise ValueError(f"average={average!r} is not kept by this SWACallback; allowed: {', '.join(names)}")
+
+
 def _average_of(swa: SWACallback, name: str) -> WeightAverage | None:
     return swa.average if name == "swa" else swa.extra.get(name)
 
@@ -54,11 +62,7 @@ class ActWithAverage(BaseCallback):
 
     def __init__(self, swa: SWACallback, average: str = "swa"):
         super().__init__()
-        if not isinstance(swa, SWACallback):
-            raise ValueError("ActWithAverage(swa, ...): swa must be the SWACallback keeping the averages")
-        names = ["swa", *(name for name, *_ in swa.extra_specs)]
-        if average not in names:
-            raise ValueError(f"average={average!r} is not kept by this SWACallback; allowed: {', '.join(names)}")
+        _check_average("ActWithAverage", swa, average)
         self.swa, self.name = swa, average
         self._swap: contextlib.ExitStack | None = None
 
@@ -92,17 +96,13 @@ class ResetToAverage(BaseCallback):
 
     def __init__(self, swa: SWACallback, every: int, parts: str = "both", average: str = "swa", optimizer: str = "keep"):
         super().__init__()
-        if not isinstance(swa, SWACallback):
-            raise ValueError("ResetToAverage(swa, ...): swa must be the SWACallback keeping the averages")
+        _check_average("ResetToAverage", swa, average)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r} is not allowed; use an int >= 1 (gradient updates)")
         if parts not in PARTS:
             raise ValueError(f"parts={parts!r} is not supported; allowed: {', '.join(PARTS)}")
         if optimizer not in OPTIMIZER_STATE:
             raise ValueError(f"optimizer={optimizer!r} is not supported; allowed: {', '.join(OPTIMIZER_STATE)}")
-        names = ["swa", *(name for name, *_ in swa.extra_specs)]
-        if average not in names:
-            raise ValueError(f"average={average!r} is not kept by this SWACallback; allowed: {', '.join(names)}")
         self.swa, self.every, self.parts, self.name, self.optimizer = swa, every, parts, average, optimizer
         self.resets = 0
         self._hook = None
