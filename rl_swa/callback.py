@@ -392,7 +392,6 @@ class SWACallback(BaseCallback):
 
     # ------------------------------------------------------------------ evaluation
     def _play(self) -> tuple[list[float], list[int]]:
-        sync_obs_statistics(self.model.get_env(), self._vec_eval_env)
         self._vec_eval_env.seed(self.eval_seed)
         rewards, lengths = evaluate_policy(
             self.model,
@@ -407,6 +406,7 @@ class SWACallback(BaseCallback):
     def evaluate(self) -> dict[str, float]:
         """Evaluate the online and (once it exists) the averaged policy on the same episodes; log and return the row."""
         row: dict[str, float] = {"step": int(self.num_timesteps)}
+        sync_obs_statistics(self.model.get_env(), self._vec_eval_env)  # once: every policy sees the same statistics
         if all_finite(self.model.policy.parameters()):  # broken online weights cannot act (the averages skip them)
             rewards, lengths = self._play()
             row.update(online_mean_reward=float(np.mean(rewards)), online_std_reward=float(np.std(rewards)),
