@@ -128,7 +128,8 @@ def _drive(submit: Callable, wait_one: Callable, roots: list[Job], limit: int | 
 
     A finished prefix's arms go before the next prefix, so pairs finish one after the other
     instead of all prefixes first. ``wait_one(handles, timeout)`` returns ``(handle, (status,
-    message))``, or None when nothing finished within ``timeout`` seconds: then a progress line.
+    message))``, or None when nothing finished within ``timeout`` seconds: then it shows where the
+    grid is (:class:`agents.progress.Board`: live on a terminal, a line every ``progress_every`` s in a log).
     Ctrl-C (or SIGTERM) stops submitting, passes the signal on (``interrupt``) and waits for the
     running jobs to write their checkpoints; a second one stops waiting.
     """
@@ -136,37 +137,41 @@ def _drive(submit: Callable, wait_one: Callable, roots: list[Job], limit: int | 
     ready = list(roots)
     pending: dict = {}
     stopping = False
-    started: dict = {}
-    while pending or (ready and not stopping):
-        while ready and not stopping and (limit is None or len(pending) < limit):
-            job = ready.pop(0)
-            pending[submit(job)] = job
-        try:
-            finished = wait_one(list(pending), progress_every)
-            if finished is None:
-                queued = [(j.label, j.steps) for job in ready for j in (job, *job.then)]
-                queued += [(j.label, j.steps) for job in pending.values() for j in job.then]
-                running = {j.label: j.path for j in pending.values() if j.path is not None}
-                print(progress.summary(len(tally.done), running, queued, started), flush=True)
-                continue
-            handle, (status, message) = finished
-        except KeyboardInterrupt:
-            if stopping:
-                raise
-            stopping = True
-            print("stopping: the running jobs write a checkpoint; rerun the same command to resume", file=sys.stderr, flush=True)
-            interrupt()
-            continue
-        job = pending.pop(handle)
-        tally.add(job.label, status, message)
-        if status == "done":
-            ready[:0] = job.then
-        else:
-            for child in job.then:
-                tally.add(child.label, "interrupted" if status == "interrupted" else "failed", f"not run: {job.label} {status}")
+    with progress.Board(progress_every) as board:
+        while pending or (ready and not stopping):
+            stopping = _step(submit, wait_one, tally, ready, pending, limit, stopping, interrupt, board)
     for job in ready if stopping else []:
         tally.interrupted.append(job.label)
     return tally
+
+
+def _step(submit, wait_one, tally, ready, pending, limit, stopping, interrupt, board) -> bool:
+    """Submit what may run, wait for one job (or show progress), file its outcome; returns ``stopping``."""
+    while ready and not stopping and (limit is None or len(pending) < limit):
+        job = ready.pop(0)
+        pending[submit(job)] = job
+    try:
+        finished = wait_one(list(pending), board.every)
+    except KeyboardInterrupt:
+        if stopping:
+            raise
+        print("stopping: the running jobs write a checkpoint; rerun the same command to resume", file=sys.stderr, flush=True)
+        interrupt()
+        return True
+    if finished is None:
+        queued = [(j.label, j.steps) for job in ready for j in (job, *job.then)]
+        queued += [(j.label, j.steps) for job in pending.values() for j in job.then]
+        board.show(len(tally.done), {j.label: j.path for j in pending.values() if j.path is not None}, queued)
+        return stopping
+    handle, (status, message) = finished
+    job = pending.pop(handle)
+    tally.add(job.label, status, message)
+    if status == "done":
+        ready[:0] = job.then
+    else:
+        for child in job.then:
+            tally.add(child.label, "interrupted" if status == "interrupted" else "failed", f"not run: {job.label} {status}")
+    return stopping
 
 
 def _local_pool(jobs: int, roots: list[Job], progress_every: float) -> Tally:

@@ -407,7 +407,28 @@ def test_cnn_policy_with_a_shared_trunk_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
 
 
-def test_normalized_observations_are_evaluated_and_saved_as_trained(tmp_path):
+NORMALIZED = [  # algorithm (SB3, else sb3-contrib), policy, env, kwargs, env steps
+    ("A2C", "MlpPolicy", "CartPole-v1", dict(n_steps=5), 10_000),
+    ("PPO", "MlpPolicy", "CartPole-v1", dict(n_steps=64, batch_size=64, n_epochs=1), 1024),
+    ("DQN", "MlpPolicy", "CartPole-v1", dict(learning_starts=100, train_freq=1, target_update_interval=100), 600),
+    ("DDPG", "MlpPolicy", "Pendulum-v1", dict(learning_starts=100, batch_size=32), 600),
+    ("TD3", "MlpPolicy", "Pendulum-v1", dict(learning_starts=100, batch_size=32), 600),
+    ("SAC", "MlpPolicy", "Pendulum-v1", dict(learning_starts=100, batch_size=32), 600),
+    ("QRDQN", "MlpPolicy", "CartPole-v1", dict(learning_starts=100, train_freq=1, target_update_interval=100), 600),
+    ("TQC", "MlpPolicy", "Pendulum-v1", dict(learning_starts=100, batch_size=32), 600),
+    ("CrossQ", "MlpPolicy", "Pendulum-v1", dict(learning_starts=100, batch_size=32), 600),
+    ("RecurrentPPO", "MlpLstmPolicy", "CartPole-v1", dict(n_steps=64, batch_size=64, n_epochs=1), 1024),
+]
+
+
+def algorithm(name):
+    import stable_baselines3
+
+    return getattr(stable_baselines3, name, None) or getattr(pytest.importorskip("sb3_contrib"), name)
+
+
+@pytest.mark.parametrize("algo, policy, env_id, kwargs, steps", NORMALIZED, ids=[row[0] for row in NORMALIZED])
+def test_normalized_observations_are_evaluated_and_saved_as_trained(tmp_path, algo, policy, env_id, kwargs, steps):
     """A VecNormalize training env: the callback evaluates with its statistics (as SB3's EvalCallback
     does), and the averaged policy takes raw observations, saved and loaded with them."""
     from copy import deepcopy
@@ -421,22 +442,38 @@ def test_normalized_observations_are_evaluated_and_saved_as_trained(tmp_path):
         rewards, _ = evaluate_policy(policy, env, n_eval_episodes=3, deterministic=True, return_episode_rewards=True, warn=False)
         return float(np.mean(rewards))
 
-    train_env = VecNormalize(make_vec_env("CartPole-v1", n_envs=4, seed=0), norm_reward=False)
-    model = A2C("MlpPolicy", train_env, n_steps=5, seed=0, device="cpu")
-    swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100_000, n_eval_episodes=3, eval_seed=123)
-    model.learn(10_000, callback=swa)
+    train_env = VecNormalize(make_vec_env(env_id, n_envs=4, seed=0), norm_reward=False)
+    small = dict(net_arch=[16]) if algo != "A2C" else None
+    model = algorithm(algo)(policy, train_env, seed=0, device="cpu", policy_kwargs=small, **kwargs)
+    swa = SWACallback(start=0.5, eval_env=env_id, eval_freq=100_000, n_eval_episodes=3, eval_seed=123)
+    model.learn(steps, callback=swa)
     row = swa.evaluations[-1]
-    by_hand = VecNormalize(make_vec_env("CartPole-v1", n_envs=1), training=False, norm_reward=False)
+    by_hand = VecNormalize(make_vec_env(env_id, n_envs=1), training=False, norm_reward=False)
     by_hand.obs_rms = deepcopy(train_env.obs_rms)
     assert row["online_mean_reward"] == play(model, by_hand)
-    raw = make_vec_env("CartPole-v1", n_envs=1)
+    raw = make_vec_env(env_id, n_envs=1)
     assert play(swa.policy, raw) == row["swa_mean_reward"]
     loaded = SWAPolicy.load(swa.policy.save(tmp_path / "normalized"))
     assert play(loaded, raw) == row["swa_mean_reward"]
     np.testing.assert_array_equal(loaded.obs_normalizer.mean[None], train_env.obs_rms.mean)
 
 
-def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path):
+ZOO = {  # RL Zoo name -> (our NORMALIZED row, hyperparameters in RL Zoo's YAML)
+    "a2c": ("A2C", "n_envs: 4, n_timesteps: 4000"),
+    "ppo": ("PPO", "n_envs: 4, n_timesteps: 1024, n_steps: 64, batch_size: 64, n_epochs: 1"),
+    "dqn": ("DQN", "n_timesteps: 600, learning_starts: 100, train_freq: 1, target_update_interval: 100"),
+    "ddpg": ("DDPG", "n_timesteps: 600, learning_starts: 100, batch_size: 32"),
+    "td3": ("TD3", "n_timesteps: 600, learning_starts: 100, batch_size: 32"),
+    "sac": ("SAC", "n_timesteps: 600, learning_starts: 100, batch_size: 32"),
+    "qrdqn": ("QRDQN", "n_timesteps: 600, learning_starts: 100, train_freq: 1, target_update_interval: 100"),
+    "tqc": ("TQC", "n_timesteps: 600, learning_starts: 100, batch_size: 32"),
+    "crossq": ("CrossQ", "n_timesteps: 600, learning_starts: 100, batch_size: 32"),
+    "ppo_lstm": ("RecurrentPPO", "n_envs: 4, n_timesteps: 1024, n_steps: 64, batch_size: 64, n_epochs: 1"),
+}
+
+
+@pytest.mark.parametrize("zoo_algo", list(ZOO))
+def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path, zoo_algo):
     """RL Zoo's train.py, normalize: true, rl_swa.SWACallback by dotted path: the callback's online score
     is what the saved model scores with the saved VecNormalize statistics on the same episodes."""
     import re
@@ -448,17 +485,21 @@ def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path):
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
-    (tmp_path / "conf.yml").write_text(
-        "CartPole-v1:\n  n_envs: 4\n  n_timesteps: 4000\n  policy: MlpPolicy\n  normalize: true\n  callback:\n"
-        "    - rl_swa.SWACallback: {start: 0.5, eval_env: CartPole-v1, eval_freq: 100000, n_eval_episodes: 2, verbose: 1}\n")
-    proc = subprocess.run([sys.executable, "-m", "rl_zoo3.train", "--algo", "a2c", "--env", "CartPole-v1", "--conf-file", "conf.yml",
+    algo, hyper = ZOO[zoo_algo]
+    policy, env_id = next((row[1], row[2]) for row in NORMALIZED if row[0] == algo)
+    steps = int(re.search(r"n_timesteps: (\d+)", hyper).group(1))
+    conf = {env_id: {**yaml.safe_load("{" + hyper + "}"), "policy": policy, "normalize": True, "policy_kwargs": "dict(net_arch=[16])",
+                     "callback": [{"rl_swa.SWACallback": dict(start=0.5, eval_env=env_id, eval_freq=100_000, n_eval_episodes=2,
+                                                              verbose=1)}]}}
+    (tmp_path / "conf.yml").write_text(yaml.safe_dump(conf))
+    proc = subprocess.run([sys.executable, "-m", "rl_zoo3.train", "--algo", zoo_algo, "--env", env_id, "--conf-file", "conf.yml",
                            "-f", "logs", "--seed", "0", "--eval-freq", "-1"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("[rl_swa] step 4000")][-1]
+    line = [x for x in proc.stdout.splitlines() if x.startswith(f"[rl_swa] step {steps}")][-1]
     online = float(re.search(r"online ([-\d.]+)", line).group(1))
-    run = tmp_path / "logs/a2c/CartPole-v1_1"
-    model = A2C.load(run / "CartPole-v1.zip", device="cpu")  # our own file (SB3 zips unpickle)
-    env = VecNormalize.load(str(run / "CartPole-v1/vecnormalize.pkl"), make_vec_env("CartPole-v1", n_envs=1))
+    run = tmp_path / f"logs/{zoo_algo}/{env_id}_1"
+    model = algorithm(algo).load(run / f"{env_id}.zip", device="cpu")  # our own file (SB3 zips unpickle)
+    env = VecNormalize.load(str(run / f"{env_id}/vecnormalize.pkl"), make_vec_env(env_id, n_envs=1))
     env.training, env.norm_reward = False, False
     env.seed(0)  # SWACallback's default eval_seed
     rewards, _ = evaluate_policy(model, env, n_eval_episodes=2, deterministic=True, return_episode_rewards=True, warn=False)
@@ -520,6 +561,35 @@ def test_any_sb3_callback_runs_on_the_averaged_weights(tmp_path):
         assert torch.equal(param, seen["average"][name]), name
     assert any(not torch.equal(seen["online"][n], seen["average"][n]) for n in seen["average"])
     assert best.callback.best_mean_reward == best.callback.last_mean_reward > 0  # it evaluated (once: eval_freq 1000)
+
+
+def test_sb3_video_recorder_records_the_averaged_policy(tmp_path):
+    """SB3's VecVideoRecorder takes the averaged policy as it takes a model: the video is written and
+    the recorded episode is the one the average plays without a recorder."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecVideoRecorder
+
+    pytest.importorskip("moviepy")
+    model = a2c()
+    swa = SWACallback(start=0.5)
+    model.learn(500, callback=swa)
+
+    def play(env):
+        env.seed(7)
+        obs, actions = env.reset(), []
+        for _ in range(30):
+            action, _ = swa.policy.predict(obs, deterministic=True)
+            actions.append(int(action[0]))
+            obs, *_ = env.step(action)
+        env.close()
+        return actions
+
+    make = lambda: gym.make("CartPole-v1", render_mode="rgb_array")  # noqa: E731
+    recorded = play(VecVideoRecorder(DummyVecEnv([make]), str(tmp_path), record_video_trigger=lambda step: step == 0,
+                                     video_length=20, name_prefix="average"))
+    assert recorded == play(DummyVecEnv([make]))
+    videos = list(tmp_path.glob("average*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
 
 
 def make_vec_env_1():

@@ -235,6 +235,29 @@ def test_a_grid_says_where_it_is(tmp_path, capsys):
     assert lines[1] == "progress: 0 done, 1 running, 2 queued; about 1 min left at the current speed | prefix 400/1,000"
 
 
+def test_on_a_terminal_the_grid_shows_a_live_bar_per_running_run(tmp_path):
+    import io
+    import time
+
+    from rich.console import Console
+
+    from agents.progress import FILE, Board
+
+    run = tmp_path / "prefix"
+    run.mkdir()
+    (run / FILE).write_text(json.dumps({"step": 400, "total": 1000, "time": time.time()}))
+    out = io.StringIO()
+    with Board(300, console=Console(file=out, force_terminal=True, width=100)) as board:
+        assert board.every == 2.0  # refreshed often on a terminal, not every 300 s
+        board.show(1, {"Hopper prefix seed0": run}, [("Hopper swa seed0", 500)])
+        print("done        Hopper baseline seed0")  # a finished job's line goes above the display
+    text = out.getvalue()
+    assert "progress: 1 done, 1 running, 1 queued" in text and "Hopper prefix seed0" in text and "400/1000" in text
+    assert "done        Hopper baseline seed0" in text
+    plain = Board(300, console=Console(file=io.StringIO()))
+    assert not plain.live and plain.every == 300
+
+
 def test_act_avg_and_reset_avg_arms_fork_from_the_same_prefix_and_reach_the_report(tmp_path):
     proc = script("compare.py", CARTPOLE, "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--out", tmp_path, "--reps", "50",
                   "--set", "variants=[baseline, act_avg, reset_avg]", "--set", "swa.reset_every=5",
