@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.config import ConfigError, ExperimentConfig
 from rl_swa import ActWithAverage, ResetToAverage, SWACallback
+from rl_swa.evaluation import SWAEvaluation
 
 VARIANTS = ("baseline", "swa", "act_avg", "reset_avg")  # a config's `variants` picks among them
 OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "rmsprop": (RMSpropTFLike, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})}
@@ -65,22 +66,26 @@ def check_buildable(cfg: ExperimentConfig, budget: str, env: VecEnv) -> None:
         raise ConfigError(f"config: SB3 cannot build {cfg.algo} with {cfg.policy} here ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
 
 
+class PrefixEvaluation(SWAEvaluation):
+    """A forked pair's prefix stops its learn() at ``ends_at``: no periodic evaluation there, since
+    the training-end evaluation scores the same weights."""
+
+    ends_at: int | None = None
+
+    def due(self) -> bool:
+        return super().due() and (self.ends_at is None or self.num_timesteps < self.ends_at)
+
+
 def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None, eval_freq: int, eval_episodes: int) -> SWACallback:
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
-    s = cfg.swa
-    lr = {} if variant != "swa" or s.swa_lr is None else {
-        "swa_lr": s.swa_lr, "anneal": s.anneal, "anneal_strategy": s.anneal_strategy, "cycle": s.cycle, "swa_lr_max": s.swa_lr_max,
-    }
-    every = s.update_every if variant != "swa" or s.cycle is None else 1
-    if variant != "swa" and s.cycle is not None:
-        every = s.cycle  # same snapshot cadence as the cyclic arm
-    return SWACallback(
-        start=s.start, update_every=every, mode=s.mode, decay=s.decay, parts=s.parts,
-        eval_env=eval_env, eval_freq=eval_freq, n_eval_episodes=eval_episodes, eval_seed=cfg.eval.seed,
-        deterministic=cfg.eval.deterministic, averages=list(s.averages), posthoc_points=s.posthoc_points,
-        posthoc_sigma_rels=list(s.posthoc_sigma_rels), skip_nonfinite=s.skip_nonfinite, flatten=s.flatten, **lr,
-    )
+    s = cfg.swa.library()
+    if variant != "swa":  # the config's LR; the same snapshot cadence as the swa arm (a cyclic one: each cycle's end)
+        s = s.model_copy(update={"swa_lr": None, "cycle": None, "swa_lr_max": None, "update_every": s.snapshot_every})
+    swa = SWACallback(s)
+    if eval_env is not None:
+        swa.add(PrefixEvaluation(swa, eval_env, eval_freq, eval_episodes, cfg.eval.seed, cfg.eval.deterministic))
+    return swa
 
 
 def variant_callbacks(cfg: ExperimentConfig, variant: str, swa: SWACallback) -> list:

@@ -7,11 +7,14 @@ with ``key.sub=value`` strings (values parsed as YAML).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rl_swa.config import SWAConfig
 
 
 class ConfigError(ValueError):
@@ -84,63 +87,24 @@ class Resources(_Strict):
     gpus: float = Field(0, ge=0, description="GPUs per run (Ray backend), fractions allowed")
 
 
-class SWASettings(_Strict):
-    start: float | int = Field(0.75, description="fraction of the run in (0, 1), or an env step")
-    update_every: int = Field(1, ge=1)
-    mode: Literal["swa", "ema"] = "swa"
-    decay: float = Field(0.999, gt=0, lt=1)
-    parts: Literal["both", "actor", "critic"] = "both"
-    swa_lr: float | None = Field(None, gt=0, description="SWA-phase LR of the swa variant; null keeps the LR")
-    anneal: float | int = 0.0
-    anneal_strategy: Literal["cos", "linear"] = "cos"
-    cycle: int | None = Field(None, ge=1)
-    swa_lr_max: float | None = Field(None, gt=0)
-    posthoc_points: int = Field(0, ge=0, description="saved states of a running equal average, for choosing the window after training")
-    posthoc_sigma_rels: list[float] = Field(
-        default_factory=lambda: [0.05, 0.10],
-        description="with posthoc_points: relative widths of the power EMAs saved for post-hoc EMA synthesis",
-    )
-    averages: list[str] = Field(default_factory=list, description="further averages on the same trajectory, e.g. [swa@0.5, ema@0.999]")
+class SWASettings(SWAConfig):
+    """The library's SWA settings (validated there), plus the arms that only the pipeline runs."""
+
     act_with: str = Field("swa", description="act_avg variant: the average that collects experience ('swa' or a name from averages)")
     reset_every: int = Field(1000, ge=1, description="reset_avg variant: set the online weights to the average every N updates")
     reset_parts: Literal["both", "actor", "critic"] = "both"
     reset_optimizer: Literal["keep", "reset"] = Field("keep", description="reset_avg variant: Adam's state after a reset")
-    skip_nonfinite: bool = Field(True, description="skip snapshots holding NaN/Inf (one more read of the weights per snapshot)")
-    flatten: bool = Field(True, description="lay the averaged parameters out in one buffer: one sum and one lerp per snapshot")
-
-    @field_validator("posthoc_sigma_rels")
-    @classmethod
-    def _sigma_rels(cls, v):
-        from rl_swa.posthoc import check_sigma_rels
-
-        return check_sigma_rels("posthoc_sigma_rels", v)
-
-    @field_validator("averages")
-    @classmethod
-    def _averages(cls, v):
-        from rl_swa.callback import parse_average_spec
-
-        for spec in v:
-            parse_average_spec(spec)
-        return v
 
     @model_validator(mode="after")
     def _act_with(self):
-        from rl_swa.callback import parse_average_spec
-
-        names = ["swa", *(parse_average_spec(spec)[0] for spec in self.averages)]
+        names = ["swa", *(a.name for a in self.averages)]
         if self.act_with not in names:
-            raise ValueError(f"swa.act_with: {self.act_with!r} is not an average of this config; allowed: {', '.join(names)}")
+            raise ValueError(f"act_with: {self.act_with!r} is not an average of this config; allowed: {', '.join(names)}")
         return self
 
-    @field_validator("start")
-    @classmethod
-    def _start(cls, v):
-        if isinstance(v, float) and not 0 < v < 1:
-            raise ValueError("a float start must be in (0, 1); an int is an env step")
-        if isinstance(v, int) and v < 0:
-            raise ValueError("an int start must be >= 0")
-        return v
+    def library(self) -> SWAConfig:
+        """The settings :class:`rl_swa.SWACallback` takes."""
+        return SWAConfig(**self.model_dump(include=set(SWAConfig.model_fields)))
 
 
 class EvalSettings(_Strict):
@@ -258,6 +222,9 @@ def _first_error(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if not loc:  # a check of several fields: its message names them
         return msg
+    named = re.match(r"([a-z_]+): ", msg)
+    if err["type"] == "value_error" and named and named.group(1) not in loc:  # a section's check naming its field
+        return f"{loc}.{msg}"
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     value = err.get("input")

@@ -29,11 +29,11 @@ from stable_baselines3.common.utils import set_random_seed
 
 from agents import checkpoint, provenance
 from rl_swa.files import atomic_write
-from agents.builders import ALGORITHMS, build_callback, build_model, check_buildable, variant_callbacks
+from agents.builders import ALGORITHMS, PrefixEvaluation, build_callback, build_model, check_buildable, variant_callbacks
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from agents.progress import ProgressFile
-from rl_swa.callback import resolve_steps
+from rl_swa.config import resolve_steps
 from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
 
@@ -146,8 +146,10 @@ def _train_prefix(cfg, env_id, seed, budget, root, command, path, final) -> Path
         model, env = _restore(cfg, env_id, seed, found[1], swa)
         print(f"resuming {path} from {found[0].name}", flush=True)
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
-    start_step = resolve_steps("start", cfg.swa.start, b.timesteps)
-    swa.ends_at = start_step
+    start_step = resolve_steps(cfg.swa.start, b.timesteps)
+    evaluation = swa.component(PrefixEvaluation)
+    if evaluation is not None:
+        evaluation.ends_at = start_step
     saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step)
     try:
         with checkpoint.signals_to(saver):

@@ -31,16 +31,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=600, help="env steps (= updates) per timed chunk")
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--no-flatten", action="store_true", help="keep SB3's layout (one tensor per parameter)")
+    p.add_argument("--flatten", action="store_true", help="opt-in flat layout (one buffer); default: SB3's layout, one tensor per parameter")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
     model, warmup = ddpg_hopper()
-    swa = SWACallback(start=0, flatten=not args.no_flatten)
+    swa = SWACallback(start=0, flatten=args.flatten)
     model.learn(warmup, callback=swa)
     average = swa.average
     guarded = average.update
-    lean = type(average)(dict(zip(average.names, average._live)), skip_nonfinite=False)
+    lean = type(average)(dict(zip(average.names, average._live)), skip_nonfinite=False, flat=args.flatten)
     variants = {
         "WeightAverage (NaN guard on)": guarded,
         "WeightAverage (skip_nonfinite=False)": lean.update,

@@ -93,12 +93,12 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
 
     run(cases)
     rows.append({"model": name, "params": numel, "case": "swap in + out (swapped())", "us": _swap_us(swa, device), "GB/s": float("nan")})
-    # The same tensors laid out back to back (flatten_parameters, SWACallback's default): the
+    # The same tensors laid out back to back (flatten_parameters, SWACallback(flatten=True)): the
     # averages built above would follow the new layout too, so the flat cases get fresh ones.
     flatten_parameters(params)
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     flat_live = params[0].detach().as_strided((numel,), (1,), params[0].storage_offset())
-    swa, swa_lean = WeightAverage(model), WeightAverage(model, skip_nonfinite=False)
+    swa, swa_lean = WeightAverage(model, flat=True), WeightAverage(model, skip_nonfinite=False, flat=True)
     swa.update(), swa_lean.update()
     assert len(swa._groups[0].pairs()[1]) == 1, "flat layout not detected"
     run({

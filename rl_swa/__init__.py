@@ -1,18 +1,25 @@
 """rl-swa: stochastic weight averaging for Stable-Baselines3 agents.
 
 Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 integration),
-:class:`SWAPolicy` (the averaged policy), :class:`OnAverage` (any SB3 callback on the averaged
+:class:`SWAConfig` (its settings, validated once), :class:`SWAEvaluation` and :class:`PosthocRecorder`
+(parts that combine with it), :class:`SWAPolicy` (the averaged policy), :class:`OnAverage` (any SB3 callback on the averaged
 weights), the SWA-phase LR schedules and the BatchNorm helper.
 """
 
 from rl_swa.averaging import WeightAverage, flatten_parameters
 from rl_swa.batch_norm import update_batch_norm
 from rl_swa.callback import SWACallback
+from rl_swa.config import Average, SWAConfig
+from rl_swa.evaluation import SWAEvaluation
 from rl_swa.on_average import OnAverage
 from rl_swa.policy import SWAPolicy
+from rl_swa.posthoc import PosthocRecorder
 from rl_swa.schedules import AnnealSchedule, CyclicSchedule
 from rl_swa.use_average import ActWithAverage, ResetToAverage
 
 __version__ = "0.1.0"
 
-__all__ = ["ActWithAverage", "AnnealSchedule", "CyclicSchedule", "OnAverage", "ResetToAverage", "SWACallback", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__"]
+__all__ = [
+    "ActWithAverage", "AnnealSchedule", "Average", "CyclicSchedule", "OnAverage", "PosthocRecorder", "ResetToAverage", "SWACallback",
+    "SWAConfig", "SWAEvaluation", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__",
+]

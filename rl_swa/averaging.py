@@ -199,20 +199,21 @@ def all_finite(tensors: Iterable[Tensor]) -> bool:
 
 
 class _Group:
-    """The tracked tensors of one (device, dtype) and their averages.
+    """The tracked tensors of one (device, dtype) and their averages, one tensor each.
 
-    When the live tensors are contiguous the averages are views into one flat buffer, laid out
-    like the live tensors when those lie in one buffer, else as :func:`flatten_parameters` would
-    lay them out. When the two layouts match, an update is one sum and one lerp over the whole
-    buffer instead of one kernel per tensor. The live layout is re-checked at each update (one
-    ``data_ptr`` per tensor), so moving a tensor (``module.to``, ``param.data = ...``) falls back
-    to the per-tensor path instead of reading stale memory.
+    With ``flat`` (opt-in) and contiguous live tensors the averages are views into one flat
+    buffer, laid out like the live tensors when those lie in one buffer, else as
+    :func:`flatten_parameters` would lay them out. When the two layouts match, an update is one
+    sum and one lerp over the whole buffer instead of one kernel per tensor. The live layout is
+    then re-checked at each update (one ``data_ptr`` per tensor), so moving a tensor
+    (``module.to``, ``param.data = ...``) falls back to the per-tensor path instead of reading
+    stale memory.
     """
 
-    def __init__(self, live: list[Tensor]):
+    def __init__(self, live: list[Tensor], flat: bool = False):
         self.live = live
         self.avg_flat = self._offsets = self.live_flat = None
-        if not all(t.is_contiguous() for t in live):
+        if not flat or not all(t.is_contiguous() for t in live):
             self.avg = [torch.zeros_like(t, memory_format=torch.preserve_format, requires_grad=False) for t in live]
         else:
             runs = _runs(live)
@@ -225,6 +226,8 @@ class _Group:
         self._refresh()
 
     def _refresh(self) -> None:
+        if self.avg_flat is None:
+            return
         self._ptrs = [t.data_ptr() for t in self.live]
         self.live_flat = None
         if self.avg_flat is not None:
@@ -234,6 +237,8 @@ class _Group:
 
     def pairs(self) -> tuple[list[Tensor], list[Tensor]]:
         """(averages, live sources) to update: the two flat buffers when the layouts match."""
+        if self.avg_flat is None:
+            return self.avg, self.live
         if [t.data_ptr() for t in self.live] != self._ptrs:
             self._refresh()
         if self.live_flat is not None:
@@ -249,10 +254,11 @@ def flatten_parameters(tensors: Iterable[Tensor]) -> int:
     attributes and hooks still hold it); only its storage (``tensor.data``) becomes a view into
     the shared buffer, as in apex's or FSDP's flat parameters. Each tensor starts on a 64-byte
     boundary (zero padding between them), as separately allocated tensors do, so that matrix
-    kernels round exactly as before: training is bit for bit the same. A :class:`WeightAverage`
-    built over tensors laid out this way, in the same order, updates with one sum and one lerp
-    per buffer instead of a kernel per tensor (DDPG's 12 tensors on a 2-core CPU: 78 -> 49 us
-    guarded, 38 -> 32 us bare; ``benchmarks/bench_update.py``). Tensors that are not contiguous,
+    kernels round exactly as before: training is bit for bit the same. A ``WeightAverage(...,
+    flat=True)`` built over tensors laid out this way, in the same order, updates with one sum and
+    one lerp per buffer instead of a kernel per tensor (DDPG's 12 tensors on a 2-core CPU: 78 -> 49
+    us guarded, 38 -> 32 us bare; ``benchmarks/bench_update.py``). Opt-in: it rewrites the user's
+    parameter storage, for about 0.3% of a DDPG run's time. Tensors that are not contiguous,
     or are views of a larger storage (already flattened, tied), stay where they are. Returns how
     many tensors were moved.
 
@@ -285,23 +291,24 @@ class WeightAverage:
     (optionally warmed up as in timm's ModelEmaV3); ``mode="power"`` the power-function EMA of
     Karras et al. (2024) with exponent ``gamma``, whose saved states feed post-hoc EMA
     (:mod:`rl_swa.posthoc`). The update is one multi-tensor ``torch._foreach_lerp_`` per
-    (device, dtype) group, or a single ``lerp_`` over the group's buffer when the live tensors lie
-    back to back (:func:`flatten_parameters`; the averages always do), and the snapshot counter is
-    a host int, so an update never synchronizes host and device.
+    (device, dtype) group and the snapshot counter is a host int, so an update never synchronizes
+    host and device. Opt-in, ``flat=True``: the averages lie in one buffer per group and, when the
+    live tensors lie back to back the same way (:func:`flatten_parameters`), the update is a single
+    ``lerp_`` over the buffer.
 
     A snapshot whose live tensors hold NaN or Inf is skipped (counted in :attr:`n_skipped`, with a
     warning) so that a diverged step never poisons the average. The check is one sum per tensor
     or flat buffer (NaN and Inf propagate into a sum), one more read of the weights; averages over
     the same tensors can share it (:meth:`snapshot_finite`). On the CPU it feeds a host branch.
     On an accelerator a host branch would force a synchronization, so the check stays on the
-    device. On CUDA the update is then torch's fused SGD kernel used as a masked lerp
-    (:meth:`_masked_lerp`): it reads the weight and the check's result from device memory and
-    skips the whole step on NaN/Inf, in one pass, with no memory beyond the averages. Elsewhere
-    (other accelerators, dtypes other than float32, tensors that are not contiguous, a torch
-    without that kernel) the snapshot's weight becomes 0 and each tensor is replaced by the current
-    average through ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is
-    ``nan``), in chunks of at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the
-    transient stays far below a second copy. On an accelerator the accepted-snapshot counter lives
+    device: the snapshot's weight becomes 0 and each tensor is replaced by the current average
+    through ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is ``nan``), in
+    chunks of at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the transient
+    stays far below a second copy. Opt-in, ``fused=True`` (not yet measured on a GPU): on CUDA the
+    guarded update is torch's fused SGD kernel used as a masked lerp (:meth:`_masked_lerp`), which
+    reads the weight and the check's result from device memory and skips the whole step on
+    NaN/Inf in one pass with no memory beyond the averages (float32, contiguous tensors, a torch
+    with that kernel; otherwise the ``torch.where`` path). On an accelerator the accepted-snapshot counter lives
     on the device and reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
     ``skip_nonfinite=False`` for the bare update.
 
@@ -315,6 +322,8 @@ class WeightAverage:
         the live module at each snapshot (torch's ``AveragedModel`` default), ``"average"`` the
         floating-point ones like parameters, or ``"ignore"`` them. Integer buffers are always copied.
     :param skip_nonfinite: skip snapshots holding NaN/Inf (see above).
+    :param flat: opt-in: the averages in one buffer per (device, dtype) (see above).
+    :param fused: opt-in: the accelerator guard through the fused SGD kernel (see above).
     """
 
     def __init__(
@@ -326,6 +335,8 @@ class WeightAverage:
         buffers: str = "copy",
         skip_nonfinite: bool = True,
         gamma: float | None = None,
+        flat: bool = False,
+        fused: bool = False,
     ):
         if buffers not in BUFFER_POLICIES:
             raise ValueError(f"buffers={buffers!r} is not supported; allowed: {', '.join(BUFFER_POLICIES)}")
@@ -346,7 +357,7 @@ class WeightAverage:
         # The tracked objects themselves (parameters included): foreach ops read them under
         # no_grad, and swapped() exchanges their storage.
         self._live = list(averaged.values())
-        self._groups, self._avg = self._group(self._live)
+        self._groups, self._avg = self._group(self._live, bool(flat))
         self.copied_names = list(copied)
         self._live_copied = list(copied.values())
         self._avg_copied = [torch.zeros_like(t) for t in self._live_copied]
@@ -358,17 +369,17 @@ class WeightAverage:
         self._n_dev = torch.zeros((), dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
         self._skipped_dev = torch.zeros((), dtype=torch.int64, device=device)
         self._warned = 0
-        self._fused = True  # accelerator guard through the fused kernel, while this torch offers it
+        self._fused = bool(fused)  # accelerator guard through the fused kernel, while this torch offers it
 
     @staticmethod
-    def _group(live: list[Tensor]) -> tuple[list[_Group], list[Tensor]]:
+    def _group(live: list[Tensor], flat: bool) -> tuple[list[_Group], list[Tensor]]:
         """Groups by (device, dtype), and the averages in the order of ``live``."""
         where: dict[tuple, list[int]] = {}
         for i, x in enumerate(live):
             where.setdefault((x.device, x.dtype), []).append(i)
         groups, avg = [], [None] * len(live)
         for index in where.values():
-            group = _Group([live[i] for i in index])
+            group = _Group([live[i] for i in index], flat)
             groups.append(group)
             for i, a in zip(index, group.avg):
                 avg[i] = a

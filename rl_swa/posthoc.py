@@ -20,7 +20,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from ema_pytorch.post_hoc_ema import p_dot_p, sigma_rel_to_gamma
+from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
+
+from rl_swa.averaging import WeightAverage  # noqa: F401 (type of the recorder's averages)
 
 # sigma_rel of the equal average over the whole run (gamma = 0): the widest power profile.
 MAX_SIGMA_REL = math.sqrt(1 / 12)
@@ -104,3 +107,75 @@ def synthesize_ema(points: Sequence[Mapping], sigma_rel: float) -> tuple[dict[st
             total += w * averages[name].double()
         out[name] = total.to(ref.dtype)
     return out, error
+
+
+class PosthocRecorder(BaseCallback):
+    """Saves a running equal average (from the first update) and power EMAs at ``points`` evenly
+    spaced times, so that any window or EMA width can be chosen after training (host copies, one
+    set per point; one more on-device copy per average). ``SWACallback(posthoc_points=S)`` builds
+    it; alone, list it after ``swa`` in a ``CallbackList``. The saved points are :attr:`points`.
+
+    :param sigma_rels: relative widths of the power EMAs (Karras et al. 2024: 0.05 and 0.10).
+    """
+
+    def __init__(self, swa, points: int, sigma_rels: Sequence[float] = (0.05, 0.10)):
+        super().__init__()
+        if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+            raise ValueError(f"PosthocRecorder: points={points!r} is not allowed; it must be an int >= 1")
+        self.swa, self.n_points = swa, points
+        self.sigma_rels = check_sigma_rels("sigma_rels", sigma_rels)
+        self.points: list[dict] = []
+        self.running: WeightAverage | None = None
+        self.power: list[WeightAverage] = []
+        self._next: int | None = None
+
+    def _init_callback(self) -> None:
+        if self.running is None:
+            self.running = self.swa.new_average()
+            self.power = [self.swa.new_average(mode="power", gamma=gamma_of(s)) for s in self.sigma_rels]
+            for average in (self.running, *self.power):
+                self.swa.follow(average, start_step=0)
+            self.swa.after_update.append(self._after_update)
+
+    def _on_training_start(self) -> None:
+        self._total = int(self.model._total_timesteps)
+        self._next = self._next_step(self.num_timesteps)
+
+    def _next_step(self, step: int) -> int:
+        times = [round(self._total * k / self.n_points) for k in range(1, self.n_points + 1)]
+        return next((t for t in times if t > step), self._total + 1)
+
+    def _after_update(self, step: int) -> None:
+        if self._next is not None and step >= self._next:
+            self._save()
+            self._next = self._next_step(step)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.num_timesteps >= self._total:
+            self._save()  # the end of the run is always a saved time
+
+    def _save(self) -> None:
+        avg = self.running
+        if not (avg.n_updates and avg.n_averaged) or (self.points and self.points[-1]["n"] == avg.n_averaged):
+            return
+
+        def host(a: WeightAverage) -> dict:
+            return {name: a.averages[name].to("cpu", copy=True) for name in a.names}
+
+        self.points.append({"step": int(self.model.num_timesteps), "n": avg.n_averaged, "averages": host(avg),
+                            "power": [{"gamma": gamma_of(s), "sigma_rel": s, "n": p.n_averaged, "averages": host(p)}
+                                      for s, p in zip(self.sigma_rels, self.power)]})
+
+    def state_dict(self) -> dict:
+        return {"running": self.running.state_dict(), "power": [p.state_dict() for p in self.power], "points": list(self.points)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["power"]) != len(self.power):
+            raise ValueError(f"PosthocRecorder state holds {len(state['power'])} power EMAs, this recorder {len(self.power)} (posthoc_sigma_rels)")
+        self.running.load_state_dict(state["running"])
+        for average, saved in zip(self.power, state["power"]):
+            average.load_state_dict(saved)
+        self.points = list(state["points"])

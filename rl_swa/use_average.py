@@ -41,7 +41,7 @@ OPTIMIZER_STATE = ("keep", "reset")
 def _check_average(who: str, swa, average: str) -> None:
     if not isinstance(swa, SWACallback):
         raise ValueError(f"{who}(swa, ...): swa must be the SWACallback keeping the averages")
-    names = ["swa", *(name for name, *_ in swa.extra_specs)]
+    names = list(swa.averages) if swa.average is not None else ["swa", *(a.name for a in swa.config.averages)]
     if average not in names:
         raise ValueError(f"average={average!r} is not kept by this SWACallback; allowed: {', '.join(names)}")
 

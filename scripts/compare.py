@@ -267,7 +267,7 @@ def main() -> int:
     from agents.envs import check_env_id
     from agents.provenance import check_same
     from agents.runner import run_dir
-    from rl_swa.callback import resolve_steps
+    from rl_swa.config import resolve_steps
     from scripts.report import write_report
 
     for env_id in envs:
@@ -285,7 +285,7 @@ def main() -> int:
     done = len(envs) * args.seeds * len(cfg.variants) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
     total = cfg.budget(args.budget).timesteps
-    fork_at = resolve_steps("start", cfg.swa.start, total) if fork else 0
+    fork_at = resolve_steps(cfg.swa.start, total) if fork else 0
     arms: dict[tuple, list[Job]] = {}  # seed-major: every env gets seed 0 before any gets seed 1
     for e, v, s in todo:
         arms.setdefault((s, e), []).append(Job(_run_job, (config, args.overrides, e, v, s, args.budget, out, command, fork), f"{e} {v} seed{s}",

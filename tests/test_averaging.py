@@ -122,18 +122,15 @@ def test_nonfinite_snapshot_is_skipped_and_counted():
 @pytest.mark.parametrize("fused", [False, True])
 def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
     # The accelerator path (device-side guard, no host branch) runs on CPU tensors when told to:
-    # through the fused kernel (the default where it exists), or torch.where in bounded chunks.
+    # torch.where in bounded chunks (the default), or through the fused kernel (opt-in).
     monkeypatch.setattr(averaging, "WHERE_CHUNK_BYTES", 64)  # several chunks even for this small net
     calls = []
-    if fused:
-        kernel = torch._fused_sgd_
-        monkeypatch.setattr(torch, "_fused_sgd_", lambda *a, **k: calls.append(1) or kernel(*a, **k))
-    else:
-        monkeypatch.setattr(averaging, "FUSED_DEVICES", ())
+    kernel = torch._fused_sgd_
+    monkeypatch.setattr(torch, "_fused_sgd_", lambda *a, **k: calls.append(1) or kernel(*a, **k))
     net = _net()
     if flat:
         flatten_parameters(net.parameters())
-    host, device = WeightAverage(net), WeightAverage(net)
+    host, device = WeightAverage(net, flat=flat), WeightAverage(net, flat=flat, fused=fused)
     device.on_host = False
     (avg, live), = [g.pairs() for g in device._groups]
     assert len(avg) == (1 if flat else 4)
@@ -157,7 +154,7 @@ def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
         if i == 0:  # the first snapshot is a copy, bit for bit, on either path
             assert all(torch.equal(a, p) for a, p in zip(device.averages.values(), net.parameters()))
     assert device.n_skipped == host.n_skipped == 1 and device.n_averaged == host.n_averaged == 5
-    assert len(calls) == (6 if fused else 0) and device._fused  # one kernel per update, no fallback
+    assert len(calls) == (6 if fused else 0) and device._fused is fused  # one kernel per update, no fallback
     # torch.where + lerp_ round as the host's lerp_; the fused kernel computes the step in one
     # expression (p - lr * g) and may differ from it in the last bit
     tol = {"rtol": 2e-7, "atol": 2e-7} if fused else {"rtol": 0, "atol": 0}
@@ -165,12 +162,13 @@ def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
         torch.testing.assert_close(a, b, **tol)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
-def test_accelerator_path_in_every_dtype(dtype):
+def test_accelerator_path_in_every_dtype(dtype, fused):
     # The fused kernel only gets the dtypes it computes right (torch 2.13's CPU kernel leaves
     # reduced-precision tensors of 16+ elements unchanged); the others take torch.where.
     net = nn.Sequential(nn.Linear(40, 24), nn.Linear(24, 3)).to(dtype)
-    host, device = WeightAverage(net), WeightAverage(net)
+    host, device = WeightAverage(net), WeightAverage(net, fused=fused)
     device.on_host = False
     for _ in _walk(net, 5):
         host.update()
@@ -184,7 +182,7 @@ def test_accelerator_path_in_every_dtype(dtype):
 
 def test_accelerator_path_falls_back_when_the_fused_kernel_is_missing(monkeypatch):
     net = _net()
-    device = WeightAverage(net)
+    device = WeightAverage(net, fused=True)
     device.on_host = False
 
     def missing(*args, **kwargs):
@@ -209,7 +207,8 @@ def test_flatten_keeps_values_identity_and_training_and_takes_the_one_buffer_pat
     assert [id(p) for p in net.parameters()] == [id(p) for p in params]  # same Parameter objects
     assert all(torch.equal(p, b) for p, b in zip(params, before))
     assert flatten_parameters(params) == 0  # already laid out: left alone
-    flat, ref = WeightAverage(net), WeightAverage([p.detach().clone() for p in params])
+    flat, ref = WeightAverage(net, flat=True), WeightAverage([p.detach().clone() for p in params])
+    assert len(WeightAverage(net)._groups[0].pairs()[1]) == 4  # the default: one tensor each
     (avg, live), = [g.pairs() for g in flat._groups]
     assert len(avg) == len(live) == 1 and live[0].numel() == averaging._aligned_offsets(params)[0][-1] + params[-1].numel()
     assert all(p.data_ptr() % averaging.ALIGN_BYTES == 0 for p in params)  # as separately allocated tensors
@@ -235,7 +234,7 @@ def test_flatten_keeps_values_identity_and_training_and_takes_the_one_buffer_pat
 def test_moved_parameter_falls_back_instead_of_reading_stale_memory():
     net = _net()
     flatten_parameters(net.parameters())
-    avg = WeightAverage(net)
+    avg = WeightAverage(net, flat=True)
     avg.update()
     first = {n: t.clone() for n, t in avg.averages.items()}
     net[0].weight.data = torch.full_like(net[0].weight, 7.0)  # moved out of the flat buffer
@@ -370,13 +369,13 @@ def test_batchnorm_buffers_copied_or_averaged_and_recomputed():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("flat", [False, True])
+@pytest.mark.parametrize("flat, fused", [(False, False), (True, True), (False, True)])
 @pytest.mark.parametrize("kwargs", [{}, {"mode": "ema", "decay": 0.9}, {"mode": "power", "gamma": 6.9}])
-def test_cuda_update_makes_no_host_device_sync(kwargs, flat):
+def test_cuda_update_makes_no_host_device_sync(kwargs, flat, fused):
     net = _net().cuda()
     if flat:
         flatten_parameters(net.parameters())
-    avg = WeightAverage(net, **kwargs)
+    avg = WeightAverage(net, flat=flat, fused=fused, **kwargs)
     avg.update()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -386,7 +385,7 @@ def test_cuda_update_makes_no_host_device_sync(kwargs, flat):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(a.is_cuda for a in avg.averages.values())
-    assert avg._fused  # the fused kernel ran (a sync inside it would have raised and fallen back)
+    assert avg._fused is fused  # the fused kernel ran (a sync inside it would have raised and fallen back)
     with torch.no_grad():
         net[0].weight[0, 0] = float("nan")
     avg.update()
@@ -396,12 +395,12 @@ def test_cuda_update_makes_no_host_device_sync(kwargs, flat):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("flat", [False, True])
-def test_cuda_guarded_update_allocates_nothing_beyond_the_averages(flat):
+def test_cuda_fused_guarded_update_allocates_nothing_beyond_the_averages(flat):
     # 16 MiB of weights: a transient copy of them (torch.where's sources) would show up here
     net = nn.Sequential(nn.Linear(1024, 2048), nn.Linear(2048, 1024)).cuda()
     if flat:
         flatten_parameters(net.parameters())
-    avg = WeightAverage(net)
+    avg = WeightAverage(net, flat=flat, fused=True)
     avg.update()
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()

@@ -51,9 +51,9 @@ def test_config_passes_layout_and_guard_to_the_callback():
     from agents.builders import build_callback
 
     default = build_callback(load_config(CARTPOLE), "swa", None, 1000, 1)
-    assert default.flatten is True and default.skip_nonfinite is True
-    off = build_callback(load_config(CARTPOLE, ["swa.flatten=false", "swa.skip_nonfinite=false"]), "swa", None, 1000, 1)
-    assert off.flatten is False and off.skip_nonfinite is False
+    assert default.flatten is False and default.skip_nonfinite is True  # the flat layout is opt-in
+    off = build_callback(load_config(CARTPOLE, ["swa.flatten=true", "swa.skip_nonfinite=false"]), "swa", None, 1000, 1)
+    assert off.flatten is True and off.skip_nonfinite is False
 
 
 def test_control_character_in_an_override_is_a_config_error():

@@ -7,7 +7,7 @@ import yaml
 from stable_baselines3 import A2C, DDPG, DQN
 from stable_baselines3.common.noise import NormalActionNoise
 
-from rl_swa import SWACallback, SWAPolicy
+from rl_swa import PosthocRecorder, SWACallback, SWAEvaluation, SWAPolicy
 
 
 def a2c(seed=0, **kwargs):
@@ -83,9 +83,9 @@ def test_flat_layout_changes_neither_training_nor_the_averages(tmp_path):
     assert flat.actor.optimizer.state  # the optimizers trained the re-laid-out parameters
     for (name, p), q in zip(plain.policy.named_parameters(), flat.policy.parameters()):
         assert torch.equal(p, q), name  # bit for bit: the layout keeps torch's 64-byte alignment
-    for average in ("average", "posthoc_average"):
-        for name, value in getattr(plain_swa, average).averages.items():
-            assert torch.equal(getattr(flat_swa, average).averages[name], value), name
+    for average in (lambda swa: swa.average, lambda swa: swa.component(PosthocRecorder).running):
+        for name, value in average(plain_swa).averages.items():
+            assert torch.equal(average(flat_swa).averages[name], value), name
     assert flat_size < 1.02 * plain_size  # the shared buffer is saved once, not once per tensor
     loaded = DDPG.load(tmp_path / "mTrue.zip", device="cpu")
     for p, q in zip(loaded.policy.parameters(), flat.policy.parameters()):
@@ -137,8 +137,9 @@ def test_each_evaluation_is_played_once_and_the_last_after_the_last_update():
     model = a2c()
     swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100, n_eval_episodes=1)
     played = []
-    evaluate = swa.evaluate
-    swa.evaluate = lambda: played.append((model.num_timesteps, model._n_updates)) or evaluate()
+    evaluation = swa.component(SWAEvaluation)
+    evaluate = evaluation.evaluate
+    evaluation.evaluate = lambda: played.append((model.num_timesteps, model._n_updates)) or evaluate()
     model.learn(300, callback=swa)
     assert [step for step, _ in played] == [100, 200, 300]  # not twice at 300
     assert played[-1][1] == 60  # the final weights: after the last of 60 updates
@@ -359,10 +360,19 @@ def test_several_averages_are_evaluated_on_the_same_episodes():
     assert row["swa_299_mean_reward"] == row["swa_mean_reward"] == row["online_mean_reward"]
 
 
-@pytest.mark.parametrize("spec", ["swa", "swa@1.5", "ema@2", "mean@0.5", "ema@0.9@x", ["swa@0.5", "swa@0.5"], "swa@0.5"])
+@pytest.mark.parametrize("spec", ["swa", "swa@1.5", "ema@2", "mean@0.5", "ema@0.9@x", ["swa@0.5", "swa@0.5"], "swa@0.5",
+                                  [{"mode": "swa"}], [{"mode": "ema", "decay": 1.5}], [{"mode": "swa", "start": 0.5, "every": 2}]])
 def test_bad_average_specs(spec):
-    with pytest.raises(ValueError, match="averages="):
-        SWACallback(averages=spec if isinstance(spec, list) else [spec]) if spec != "swa@0.5" else SWACallback(averages="swa@0.5")
+    with pytest.raises(ValueError, match=r"averages(\[0\](\.\w+)?)?="):
+        SWACallback(averages=spec if isinstance(spec, list) or spec == "swa@0.5" else [spec])
+
+
+def test_averages_as_structured_entries_or_short_strings_are_the_same():
+    from rl_swa import Average
+
+    short = SWACallback(averages=["swa@0.5", "ema@0.999@0"]).config
+    structured = SWACallback(averages=[{"mode": "swa", "start": 0.5}, Average(mode="ema", decay=0.999, start=0)]).config
+    assert short == structured and [a.name for a in short.averages] == ["swa_0.5", "ema_0.999_from_0"]
 
 
 @pytest.mark.parametrize("algo, env, kwargs", [
@@ -620,7 +630,7 @@ def test_agreement_and_churn_are_logged_at_each_evaluation(algo, env):
     rows = swa.evaluations  # at steps 200 (probe not complete: 200 states), 400 (first measure), 600
     key = "agreement" if algo == "a2c" else "action_distance"
     assert [("churn" in r, key in r) for r in rows] == [(False, False), (False, True), (True, True)]
-    states = swa.probe.states
+    states = swa.component(SWAEvaluation).probe.states
     assert len(states) == 256
     online = model.policy.predict(states, deterministic=True)[0]
     with swa.average.swapped():
@@ -629,4 +639,4 @@ def test_agreement_and_churn_are_logged_at_each_evaluation(algo, env):
         assert rows[-1]["agreement"] == np.mean(online == averaged)
     else:
         assert rows[-1]["action_distance"] == pytest.approx(np.mean(np.linalg.norm(online - averaged, axis=1)))
-    np.testing.assert_array_equal(swa.probe.previous, online)
+    np.testing.assert_array_equal(swa.component(SWAEvaluation).probe.previous, online)

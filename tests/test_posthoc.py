@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import A2C
 
-from rl_swa import SWACallback
+from rl_swa import PosthocRecorder, SWACallback
 from rl_swa.averaging import WeightAverage
 from rl_swa.posthoc import gamma_of, synthesize_ema, window_average
 from scripts.posthoc import episode_seeds, select_window, windows
@@ -124,7 +124,7 @@ def test_callback_saves_power_emas_that_resume_exactly():
     other = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05, 0.2])
     other.init_callback(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])))
     other.load_state_dict(state)
-    assert all(torch.equal(a.averages[n], b.averages[n]) for a, b in zip(other.posthoc_power, swa.posthoc_power) for n in a.averages)
+    assert all(torch.equal(a.averages[n], b.averages[n]) for a, b in zip(other.component(PosthocRecorder).power, swa.component(PosthocRecorder).power) for n in a.averages)
     mismatch = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05])
     mismatch.init_callback(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])))
     with pytest.raises(ValueError, match="posthoc_sigma_rels"):
