@@ -23,7 +23,13 @@ from rl_swa.evaluation import SWAEvaluation
 
 VARIANTS = ("baseline", "swa", "act_avg", "reset_avg")  # a config's `variants` picks among them
 OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "rmsprop": (RMSpropTFLike, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})}
-ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU, "leaky_relu": torch.nn.LeakyReLU, "gelu": torch.nn.GELU}
+ACTIVATIONS = {
+    "tanh": torch.nn.Tanh,
+    "relu": torch.nn.ReLU,
+    "elu": torch.nn.ELU,
+    "leaky_relu": torch.nn.LeakyReLU,
+    "gelu": torch.nn.GELU,
+}
 
 
 def _policy_kwargs(cfg: ExperimentConfig) -> dict:
@@ -36,20 +42,33 @@ def _policy_kwargs(cfg: ExperimentConfig) -> dict:
 def build_a2c(cfg: ExperimentConfig, env: VecEnv, seed: int, tensorboard_log: str | None, hyperparams: dict) -> A2C:
     opt_class, opt_kwargs = OPTIMIZERS[cfg.optimizer]
     policy_kwargs = {"optimizer_class": opt_class, "optimizer_kwargs": opt_kwargs, **_policy_kwargs(cfg)}
-    return A2C(cfg.policy, env, seed=seed, device="auto", tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, **hyperparams)
+    return A2C(
+        cfg.policy, env, seed=seed, device="auto", tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, **hyperparams
+    )
 
 
 def build_ddpg(cfg: ExperimentConfig, env: VecEnv, seed: int, tensorboard_log: str | None, hyperparams: dict) -> DDPG:
     n_actions = env.action_space.shape[-1]
     noise = None if not cfg.action_noise else NormalActionNoise(np.zeros(n_actions), cfg.action_noise * np.ones(n_actions))
-    return DDPG(cfg.policy, env, seed=seed, device="auto", action_noise=noise, tensorboard_log=tensorboard_log, policy_kwargs=_policy_kwargs(cfg), **hyperparams)
+    return DDPG(
+        cfg.policy,
+        env,
+        seed=seed,
+        device="auto",
+        action_noise=noise,
+        tensorboard_log=tensorboard_log,
+        policy_kwargs=_policy_kwargs(cfg),
+        **hyperparams,
+    )
 
 
 BUILDERS = {"a2c": build_a2c, "ddpg": build_ddpg}
 ALGORITHMS = {"a2c": A2C, "ddpg": DDPG}
 
 
-def build_model(cfg: ExperimentConfig, budget: str, env: VecEnv, seed: int, tensorboard_log: str | None = None) -> BaseAlgorithm:
+def build_model(
+    cfg: ExperimentConfig, budget: str, env: VecEnv, seed: int, tensorboard_log: str | None = None
+) -> BaseAlgorithm:
     """The config's algorithm with its hyperparameters (the budget's overrides applied)."""
     return BUILDERS[cfg.algo](cfg, env, seed, tensorboard_log, cfg.hyperparams_for(budget))
 
@@ -63,7 +82,9 @@ def check_buildable(cfg: ExperimentConfig, budget: str, env: VecEnv) -> None:
     try:
         BUILDERS[cfg.algo](cfg, env, 0, None, hyperparams)
     except Exception as exc:  # SB3 raises ValueError, AssertionError, TypeError, ... for settings it cannot use
-        raise ConfigError(f"config: SB3 cannot build {cfg.algo} with {cfg.policy} here ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+        raise ConfigError(
+            f"config: SB3 cannot build {cfg.algo} with {cfg.policy} here ({type(exc).__name__}: {exc})".replace("\n", " ")
+        ) from None
 
 
 class PrefixEvaluation(SWAEvaluation):
@@ -76,7 +97,9 @@ class PrefixEvaluation(SWAEvaluation):
         return super().due() and (self.ends_at is None or self.num_timesteps < self.ends_at)
 
 
-def build_callback(cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None, eval_freq: int, eval_episodes: int) -> SWACallback:
+def build_callback(
+    cfg: ExperimentConfig, variant: str, eval_env: VecEnv | None, eval_freq: int, eval_episodes: int
+) -> SWACallback:
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not supported; allowed: {', '.join(VARIANTS)}")
     s = cfg.swa.library()

@@ -31,9 +31,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents import env_state
 from agents.config import ConfigError
-from rl_swa.files import atomic_write
 from rl_swa.adapters import select_tensors
 from rl_swa.averaging import all_finite
+from rl_swa.files import atomic_write
 
 MAGIC = b"RLSWA-CKPT-1\n"
 VERSION = 1
@@ -71,7 +71,11 @@ def capture(model: BaseAlgorithm, env: VecEnv, callback_state: dict | None) -> d
     try:
         env_blob = env_state.dumps(env)  # Atari too: emulator states included
     except Exception as exc:  # an env that cannot be pickled: resume resets its episodes
-        warnings.warn(f"training env cannot be pickled ({type(exc).__name__}); a resume will start new episodes", RuntimeWarning)
+        warnings.warn(
+            f"training env cannot be pickled ({type(exc).__name__}); a resume will start new episodes",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         env_blob = None
     return {
         "version": VERSION,
@@ -122,7 +126,9 @@ def latest(folder: Path) -> tuple[Path, dict[str, Any]] | None:
             return path, read(path)
         except CheckpointError as exc:
             if i + 1 == len(found):
-                raise CheckpointError(f"{exc}; no readable checkpoint is left in {folder} (remove the run directory to start again)") from None
+                raise CheckpointError(
+                    f"{exc}; no readable checkpoint is left in {folder} (remove the run directory to start again)"
+                ) from None
             print(f"warning: {exc}; using the previous checkpoint", flush=True)
     return None
 

@@ -78,8 +78,12 @@ class Budget(_Strict):
     timesteps: int = Field(gt=0, description="env steps of one run")
     eval_freq: int = Field(gt=0, description="evaluate every this many env steps")
     eval_episodes: int = Field(gt=0, description="episodes per evaluation")
-    hyperparams: dict[str, Any] = Field(default_factory=dict, description="overrides of the config's hyperparams (checked as those)")
-    checkpoint_every: int | None = Field(None, gt=0, description="env steps between checkpoints (default max(eval_freq, timesteps/10))")
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the config's hyperparams (checked as those)"
+    )
+    checkpoint_every: int | None = Field(
+        None, gt=0, description="env steps between checkpoints (default max(eval_freq, timesteps/10))"
+    )
 
 
 class Resources(_Strict):
@@ -90,8 +94,12 @@ class Resources(_Strict):
 class SWASettings(SWAConfig):
     """The library's SWA settings (validated there), plus the arms that only the pipeline runs."""
 
-    act_with: str = Field("swa", description="act_avg variant: the average that collects experience ('swa' or a name from averages)")
-    reset_every: int = Field(1000, ge=1, description="reset_avg variant: set the online weights to the average every N updates")
+    act_with: str = Field(
+        "swa", description="act_avg variant: the average that collects experience ('swa' or a name from averages)"
+    )
+    reset_every: int = Field(
+        1000, ge=1, description="reset_avg variant: set the online weights to the average every N updates"
+    )
     reset_parts: Literal["both", "actor", "critic"] = "both"
     reset_optimizer: Literal["keep", "reset"] = Field("keep", description="reset_avg variant: Adam's state after a reset")
 
@@ -120,17 +128,24 @@ class ExperimentConfig(_Strict):
     n_envs: int = Field(1, ge=1, le=256)
     optimizer: Literal["adam", "rmsprop"] = "adam"
     policy: Literal["MlpPolicy", "CnnPolicy", "MultiInputPolicy"] = "MlpPolicy"
-    hyperparams: dict[str, Any] = Field(default_factory=dict, description="SB3 arguments of the algorithm (A2CParams, DDPGParams)")
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict, description="SB3 arguments of the algorithm (A2CParams, DDPGParams)"
+    )
     policy_kwargs: dict[str, Any] = Field(default_factory=dict, description="SB3 policy_kwargs (PolicyKwargs)")
     action_noise: float | None = Field(None, ge=0, description="DDPG: std of Gaussian action noise")
     sticky_actions: float = Field(0.0, ge=0, le=1, description="Atari: repeat_action_probability")
     frame_stack: int = Field(4, ge=1)
-    normalize: bool = Field(False, description="VecNormalize the training env (observations and rewards), as RL Zoo's normalize: true")
+    normalize: bool = Field(
+        False, description="VecNormalize the training env (observations and rewards), as RL Zoo's normalize: true"
+    )
     budgets: dict[str, Budget]
     variants: list[Literal["baseline", "swa", "act_avg", "reset_avg"]] = Field(
-        ["baseline", "swa"], min_length=1, description="arms of a grid, each forked from the same prefix")
+        ["baseline", "swa"], min_length=1, description="arms of a grid, each forked from the same prefix"
+    )
     on_divergence: Literal["stop", "finish"] = Field(
-        "stop", description="NaN/Inf weights: stop (exit 4, the last good checkpoint kept), or finish the run with its averages")
+        "stop",
+        description="NaN/Inf weights: stop (exit 4, the last good checkpoint kept), or finish the run with its averages",
+    )
     resources: Resources = Resources()
     swa: SWASettings = SWASettings()
     eval: EvalSettings = EvalSettings()
@@ -153,7 +168,11 @@ class ExperimentConfig(_Strict):
         sections = [("hyperparams", data, HYPERPARAMS[data["algo"]]), ("policy_kwargs", data, POLICY_KWARGS[data["algo"]])]
         if isinstance(data.get("budgets"), dict):
             data["budgets"] = {k: dict(v) if isinstance(v, dict) else v for k, v in data["budgets"].items()}
-            sections += [(f"budgets.{k}.hyperparams", b, HYPERPARAMS[data["algo"]]) for k, b in data["budgets"].items() if isinstance(b, dict)]
+            sections += [
+                (f"budgets.{k}.hyperparams", b, HYPERPARAMS[data["algo"]])
+                for k, b in data["budgets"].items()
+                if isinstance(b, dict)
+            ]
         for where, node, model in sections:
             key = where.rsplit(".", 1)[-1]
             given = node.get(key)
@@ -210,7 +229,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            why = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # a ReaderError (control character) has no .problem
+            why = (
+                getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            )  # a ReaderError (control character) has no .problem
             raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({why})") from None
         _set_path(data, key.strip(), value)
     return data

@@ -35,8 +35,14 @@ class _Pickler(cloudpickle.Pickler):
         if isinstance(obj, VecEnvWrapper):
             return _rebuild_vec_wrapper, (type(obj), {k: v for k, v in obj.__dict__.items() if k != "class_attributes"})
         if type(obj).__module__ == "ale_py.env" and hasattr(obj, "ale"):
-            return _rebuild_atari, (type(obj), obj._ezpickle_args, obj._ezpickle_kwargs, obj.ale.cloneState(include_rng=True),
-                                    obj._np_random, getattr(obj, "_np_random_seed", None))
+            return _rebuild_atari, (
+                type(obj),
+                obj._ezpickle_args,
+                obj._ezpickle_kwargs,
+                obj.ale.cloneState(include_rng=True),
+                obj._np_random,
+                getattr(obj, "_np_random_seed", None),
+            )
         return super().reducer_override(obj)
 
 

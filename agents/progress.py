@@ -51,7 +51,9 @@ def read(run_dir: Path) -> dict | None:
         return None
 
 
-def summary(done: int, running: dict[str, Path], queued: list[tuple[str, float]], started: dict[str, tuple[float, int]]) -> str:
+def summary(
+    done: int, running: dict[str, Path], queued: list[tuple[str, float]], started: dict[str, tuple[float, int]]
+) -> str:
     """One line: counts, each running run's steps, and the time left at the rates seen so far.
 
     ``queued``: (label, env steps it will train); ``started``: label -> (time, step) when first seen."""

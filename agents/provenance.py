@@ -37,8 +37,9 @@ def code_version() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         if head.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
             return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         pass
@@ -83,8 +84,12 @@ def check_same(path: Path, cfg: ExperimentConfig, code: bool = True) -> None:
     old = {k: v for k, v in meta["config"].items() if k not in NOT_RESULTS}
     new = config_identity(cfg)
     if old != new:
-        raise ConfigError(f"{path} was made with another config ({_first_difference(old, new)}); "
-                          "use another --out or experiment name, or remove that directory")
+        raise ConfigError(
+            f"{path} was made with another config ({_first_difference(old, new)}); "
+            "use another --out or experiment name, or remove that directory"
+        )
     if code and meta.get("code") != code_version():
-        raise ConfigError(f"{path} was made by code {meta.get('code')}, this is {code_version()}; "
-                          "finish it with that code (a grid's worktree), or remove that directory")
+        raise ConfigError(
+            f"{path} was made by code {meta.get('code')}, this is {code_version()}; "
+            "finish it with that code (a grid's worktree), or remove that directory"
+        )

@@ -28,14 +28,15 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 
 from agents import checkpoint, provenance
-from rl_swa.files import atomic_write
 from agents.builders import ALGORITHMS, PrefixEvaluation, build_callback, build_model, check_buildable, variant_callbacks
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from agents.progress import ProgressFile
 from rl_swa.config import resolve_steps
+from rl_swa.files import atomic_write
 from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
+
 
 def env_slug(env_id: str) -> str:
     return env_id.replace("/", "_")
@@ -56,7 +57,9 @@ def locked(path: Path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ConfigError(f"{path} is in use by another process (a run or grid writing it); wait for it to end or stop it") from None
+        raise ConfigError(
+            f"{path} is in use by another process (a run or grid writing it); wait for it to end or stop it"
+        ) from None
     try:
         yield
     finally:
@@ -106,7 +109,9 @@ def _checkpoint_every(cfg: ExperimentConfig, budget: str) -> int:
 
 def _restore(cfg: ExperimentConfig, env_id: str, seed: int, state: dict, swa):
     """Model, training env and SWA callback state from a checkpoint (a prefix or the run's own)."""
-    model, env = checkpoint.restore(ALGORITHMS[cfg.algo], state, lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True))
+    model, env = checkpoint.restore(
+        ALGORITHMS[cfg.algo], state, lambda: make_env(cfg, env_id, cfg.n_envs, seed, training=True)
+    )
     swa.init_callback(model)
     swa.load_state_dict(state["callback"])
     return model, env
@@ -164,7 +169,10 @@ def _train_prefix(cfg, env_id, seed, budget, root, command, path, final) -> Path
         raise RuntimeError(f"{path}: training ended before the SWA start; no prefix checkpoint")
     os.replace(saver.last_path, final)
     # wall time of the session that finished the prefix (the whole prefix unless it was resumed)
-    atomic_write(path / "prefix.json", json.dumps({"step": saver.last_step, "wall_s": round(time.time() - t0, 1), "resumed": found is not None}))
+    atomic_write(
+        path / "prefix.json",
+        json.dumps({"step": saver.last_step, "wall_s": round(time.time() - t0, 1), "resumed": found is not None}),
+    )
     return final
 
 
@@ -211,8 +219,18 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
         prefix = train_prefix(cfg, env_id, seed, budget, root, command) if fork else None
         if not resume:
             _prepare_dir(path, overwrite)
-        atomic_write(path / "config.yaml", _resolved(cfg, env=env_id, variant=variant, seed=seed, budget=budget, fork=fork,
-                                                     seeding={"train": seed, "eval": cfg.eval.seed}))
+        atomic_write(
+            path / "config.yaml",
+            _resolved(
+                cfg,
+                env=env_id,
+                variant=variant,
+                seed=seed,
+                budget=budget,
+                fork=fork,
+                seeding={"train": seed, "eval": cfg.eval.seed},
+            ),
+        )
     history = (path / "command.txt").read_text() if resume and (path / "command.txt").is_file() else ""
     atomic_write(path / "command.txt", history + command + "\n")  # every command that worked on the run
 
@@ -235,7 +253,9 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
         fork_step, fork_digest = previous.get("fork_step"), previous.get("fork_digest")
     elif prefix:
         data = yaml.safe_load((path / "config.yaml").read_text())
-        atomic_write(path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False))
+        atomic_write(
+            path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False)
+        )
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
     saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa)
     start_steps = int(model.num_timesteps)
@@ -243,7 +263,9 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     try:
         with checkpoint.signals_to(saver):
             callbacks = CallbackList([swa, saver, ProgressFile(path, b.timesteps), *variant_callbacks(cfg, variant, swa)])
-            model.learn(b.timesteps - start_steps, callback=callbacks, reset_num_timesteps=source is None, progress_bar=progress)
+            model.learn(
+                b.timesteps - start_steps, callback=callbacks, reset_num_timesteps=source is None, progress_bar=progress
+            )
     except checkpoint.Divergence as exc:
         diverged_at = exc.step
         if cfg.on_divergence == "stop":
@@ -251,7 +273,10 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
             eval_env.close()
             previous = checkpoint.checkpoints(path / "ckpt")
             raise Diverged(path, exc.step, previous[0] if previous else None) from None
-        print(f"warning: weights hold NaN/Inf at step {exc.step}; finishing the run with its averages (on_divergence=finish)", flush=True)
+        print(
+            f"warning: weights hold NaN/Inf at step {exc.step}; finishing the run with its averages (on_divergence=finish)",
+            flush=True,
+        )
         swa.on_training_end()  # final evaluation (the averages; the online policy is broken) and clean-up
     if saver.interrupted:
         env.close()
@@ -260,8 +285,11 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     wall = time.time() - t0
 
     model.save(path / "model.zip")  # SB3's format (trusted files only: it unpickles)
-    SWAPolicy(model.policy, {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "env_id": env_id,
-                             "weights": "online"}, ObsNormalizer.from_env(env)).save(path / "policy.safetensors")
+    SWAPolicy(
+        model.policy,
+        {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "env_id": env_id, "weights": "online"},
+        ObsNormalizer.from_env(env),
+    ).save(path / "policy.safetensors")
     if swa.has_snapshot:
         swa.policy.save(path / "swa_policy.safetensors")
     if swa.posthoc:
@@ -277,13 +305,31 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     atomic_write(path / "eval.csv", buf.getvalue())
     final = rows[-1] if rows else {}
     result = {
-        "experiment": cfg.experiment, "env": env_id, "variant": variant, "seed": seed, "budget": budget,
-        "timesteps": int(model.num_timesteps), "fork": fork, "fork_step": fork_step, "fork_digest": fork_digest,
-        "final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"), "diverged_at": diverged_at,
-        **{f"final_{k.removesuffix('_mean_reward')}": v for k, v in final.items() if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")},
-        "n_averaged": swa.average.n_averaged, "skipped": swa.average.n_skipped, "resumed_from": int(source["num_timesteps"]) if found else None,
-        "wall_s": round(wall, 1), "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
-        "device": str(model.device), "torch": torch.__version__, **provenance.stamp(cfg),
+        "experiment": cfg.experiment,
+        "env": env_id,
+        "variant": variant,
+        "seed": seed,
+        "budget": budget,
+        "timesteps": int(model.num_timesteps),
+        "fork": fork,
+        "fork_step": fork_step,
+        "fork_digest": fork_digest,
+        "final_online": final.get("online_mean_reward"),
+        "final_swa": final.get("swa_mean_reward"),
+        "diverged_at": diverged_at,
+        **{
+            f"final_{k.removesuffix('_mean_reward')}": v
+            for k, v in final.items()
+            if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")
+        },
+        "n_averaged": swa.average.n_averaged,
+        "skipped": swa.average.n_skipped,
+        "resumed_from": int(source["num_timesteps"]) if found else None,
+        "wall_s": round(wall, 1),
+        "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
+        "device": str(model.device),
+        "torch": torch.__version__,
+        **provenance.stamp(cfg),
     }
     atomic_write(path / "result.json", json.dumps(result, indent=1, allow_nan=False))  # strict JSON
     env.close()

@@ -29,14 +29,25 @@ from rl_swa import SWACallback
 def a2c_breakout():
     cfg = load_config("configs/atari/a2c.yaml")
     env = make_env(cfg, "ALE/Breakout-v5", 16, 0, training=True)
-    return A2C("CnnPolicy", env, n_steps=5, seed=0, device="cpu", policy_kwargs=dict(optimizer_class=torch.optim.Adam)), 16 * 5 * 60
+    return A2C(
+        "CnnPolicy", env, n_steps=5, seed=0, device="cpu", policy_kwargs=dict(optimizer_class=torch.optim.Adam)
+    ), 16 * 5 * 60
 
 
 def ddpg_hopper():
     cfg = load_config("configs/mujoco/ddpg.yaml")
     env = make_env(cfg, "Hopper-v5", 1, 0, training=True)
     noise = NormalActionNoise(np.zeros(3), 0.1 * np.ones(3))
-    return DDPG("MlpPolicy", env, learning_starts=500, batch_size=256, seed=0, device="cpu", action_noise=noise, policy_kwargs=dict(net_arch=[400, 300])), 1000
+    return DDPG(
+        "MlpPolicy",
+        env,
+        learning_starts=500,
+        batch_size=256,
+        seed=0,
+        device="cpu",
+        action_noise=noise,
+        policy_kwargs=dict(net_arch=[400, 300]),
+    ), 1000
 
 
 def _timed(callback, spent: list[float]) -> None:
@@ -86,13 +97,26 @@ def bench(name, factory, reps):
     ratios_k5 = np.array(rates["swa_k5"]) / np.array(rates["plain"])
     ratios_bare = np.array(rates["swa_bare"]) / np.array(rates["plain"])
     n_avg = arms["swa"][1].average.n_averaged
-    return {"bench": name, "plain_steps_per_s": rates["plain"], "swa_steps_per_s": rates["swa"], "swa_k5_steps_per_s": rates["swa_k5"],
-            "ratio_mean": float(ratios.mean()), "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()),
-            "ratio_bare_mean": float(ratios_bare.mean()), "ratio_bare_min": float(ratios_bare.min()), "ratio_bare_max": float(ratios_bare.max()),
-            "ratio_k5_mean": float(ratios_k5.mean()), "ratio_k5_min": float(ratios_k5.min()), "ratio_k5_max": float(ratios_k5.max()), "snapshots": n_avg,
-            # time inside the callback's hooks / wall time of the timed chunks: the direct cost, free of run-to-run noise
-            "callback_share": inside["swa"][0] / wall["swa"], "callback_share_k5": inside["swa_k5"][0] / wall["swa_k5"],
-            "callback_share_bare": inside["swa_bare"][0] / wall["swa_bare"]}
+    return {
+        "bench": name,
+        "plain_steps_per_s": rates["plain"],
+        "swa_steps_per_s": rates["swa"],
+        "swa_k5_steps_per_s": rates["swa_k5"],
+        "ratio_mean": float(ratios.mean()),
+        "ratio_min": float(ratios.min()),
+        "ratio_max": float(ratios.max()),
+        "ratio_bare_mean": float(ratios_bare.mean()),
+        "ratio_bare_min": float(ratios_bare.min()),
+        "ratio_bare_max": float(ratios_bare.max()),
+        "ratio_k5_mean": float(ratios_k5.mean()),
+        "ratio_k5_min": float(ratios_k5.min()),
+        "ratio_k5_max": float(ratios_k5.max()),
+        "snapshots": n_avg,
+        # time inside the callback's hooks / wall time of the timed chunks: the direct cost, free of run-to-run noise
+        "callback_share": inside["swa"][0] / wall["swa"],
+        "callback_share_k5": inside["swa_k5"][0] / wall["swa_k5"],
+        "callback_share_bare": inside["swa_bare"][0] / wall["swa_bare"],
+    }
 
 
 def main():
@@ -103,12 +127,24 @@ def main():
     torch.set_num_threads(1)
     rows = [bench("A2C Breakout 16 envs", a2c_breakout, args.reps), bench("DDPG Hopper-v5", ddpg_hopper, args.reps)]
     for r in rows:
-        print(f"{r['bench']:<22} plain {np.mean(r['plain_steps_per_s']):7.1f} steps/s | with SWACallback {np.mean(r['swa_steps_per_s']):7.1f} steps/s | "
-              f"ratio {r['ratio_mean']:.3f} (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}) over {args.reps} paired chunks; {r['snapshots']} snapshots")
-        print(f"{'':<22} with K=5 averages {np.mean(r['swa_k5_steps_per_s']):7.1f} steps/s | ratio {r['ratio_k5_mean']:.3f} (min {r['ratio_k5_min']:.3f}, max {r['ratio_k5_max']:.3f})")
-        print(f"{'':<22} skip_nonfinite=False: ratio {r['ratio_bare_mean']:.3f} (min {r['ratio_bare_min']:.3f}, max {r['ratio_bare_max']:.3f})")
-        print(f"{'':<22} time inside SWACallback: {100 * r['callback_share']:.2f}% of the run "
-              f"(skip_nonfinite=False: {100 * r['callback_share_bare']:.2f}%, K=5: {100 * r['callback_share_k5']:.2f}%)")
+        print(
+            f"{r['bench']:<22} plain {np.mean(r['plain_steps_per_s']):7.1f} steps/s | "
+            f"with SWACallback {np.mean(r['swa_steps_per_s']):7.1f} steps/s | "
+            f"ratio {r['ratio_mean']:.3f} (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}) "
+            f"over {args.reps} paired chunks; {r['snapshots']} snapshots"
+        )
+        print(
+            f"{'':<22} with K=5 averages {np.mean(r['swa_k5_steps_per_s']):7.1f} steps/s | "
+            f"ratio {r['ratio_k5_mean']:.3f} (min {r['ratio_k5_min']:.3f}, max {r['ratio_k5_max']:.3f})"
+        )
+        print(
+            f"{'':<22} skip_nonfinite=False: ratio {r['ratio_bare_mean']:.3f} "
+            f"(min {r['ratio_bare_min']:.3f}, max {r['ratio_bare_max']:.3f})"
+        )
+        print(
+            f"{'':<22} time inside SWACallback: {100 * r['callback_share']:.2f}% of the run "
+            f"(skip_nonfinite=False: {100 * r['callback_share_bare']:.2f}%, K=5: {100 * r['callback_share_k5']:.2f}%)"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

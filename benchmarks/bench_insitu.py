@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import ddpg_hopper  # noqa: E402
+
 from rl_swa import SWACallback  # noqa: E402
 
 
@@ -31,7 +32,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=600, help="env steps (= updates) per timed chunk")
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--flatten", action="store_true", help="opt-in flat layout (one buffer); default: SB3's layout, one tensor per parameter")
+    p.add_argument(
+        "--flatten",
+        action="store_true",
+        help="opt-in flat layout (one buffer); default: SB3's layout, one tensor per parameter",
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)

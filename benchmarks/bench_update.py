@@ -92,7 +92,15 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
                 rows.append(row)
 
     run(cases)
-    rows.append({"model": name, "params": numel, "case": "swap in + out (swapped())", "us": _swap_us(swa, device), "GB/s": float("nan")})
+    rows.append(
+        {
+            "model": name,
+            "params": numel,
+            "case": "swap in + out (swapped())",
+            "us": _swap_us(swa, device),
+            "GB/s": float("nan"),
+        }
+    )
     # The same tensors laid out back to back (flatten_parameters, SWACallback(flatten=True)): the
     # averages built above would follow the new layout too, so the flat cases get fresh ones.
     flatten_parameters(params)
@@ -101,11 +109,13 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
     swa, swa_lean = WeightAverage(model, flat=True), WeightAverage(model, skip_nonfinite=False, flat=True)
     swa.update(), swa_lean.update()
     assert len(swa._groups[0].pairs()[1]) == 1, "flat layout not detected"
-    run({
-        "flat floor: one copy_": (lambda: flat.copy_(flat_live), 2),
-        "WeightAverage swa, flat": (swa.update, 3),
-        "WeightAverage swa, flat, no guard": (swa_lean.update, 3),
-    })
+    run(
+        {
+            "flat floor: one copy_": (lambda: flat.copy_(flat_live), 2),
+            "WeightAverage swa, flat": (swa.update, 3),
+            "WeightAverage swa, flat, no guard": (swa_lean.update, 3),
+        }
+    )
     floor = rows[0]["us"]
     flat_floor = next(r["us"] for r in rows if r["case"].startswith("flat floor"))
     for row in rows:
@@ -151,13 +161,28 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"device: {args.device} ({device_name}), torch {torch.__version__}, threads {args.threads}")
     extra = args.device == "cuda"  # device memory a call allocates beyond the averages (peak)
-    print(f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x flat':>7} {'GB/s':>7}" + (f" {'extra MiB':>9}" if extra else ""))
+    print(
+        f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x flat':>7} {'GB/s':>7}"
+        + (f" {'extra MiB':>9}" if extra else "")
+    )
     for r in rows:
-        print(f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} {r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}"
-              + (f" {r.get('extra_MiB', float('nan')):>9.2f}" if extra else ""))
+        print(
+            f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} "
+            f"{r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}" + (f" {r.get('extra_MiB', float('nan')):>9.2f}" if extra else "")
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": args.device, "device_name": device_name, "torch": torch.__version__, "threads": args.threads, "rows": rows}, f, indent=1)
+            json.dump(
+                {
+                    "device": args.device,
+                    "device_name": device_name,
+                    "torch": torch.__version__,
+                    "threads": args.threads,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,19 @@ from rl_swa.use_average import ActWithAverage, ResetToAverage
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActWithAverage", "AnnealSchedule", "Average", "CyclicSchedule", "OnAverage", "PosthocRecorder", "ResetToAverage", "SWACallback",
-    "SWAConfig", "SWAEvaluation", "SWAPolicy", "WeightAverage", "flatten_parameters", "update_batch_norm", "__version__",
+    "ActWithAverage",
+    "AnnealSchedule",
+    "Average",
+    "CyclicSchedule",
+    "OnAverage",
+    "PosthocRecorder",
+    "ResetToAverage",
+    "SWACallback",
+    "SWAConfig",
+    "SWAEvaluation",
+    "SWAPolicy",
+    "WeightAverage",
+    "flatten_parameters",
+    "update_batch_norm",
+    "__version__",
 ]

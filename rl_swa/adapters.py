@@ -43,14 +43,30 @@ _ACTOR_CRITIC = Adapter(
     clock="policy.optimizer",
 )
 # Target networks (``actor_target``, ``critic_target``) are SB3's own Polyak averages: never averaged here.
-_OFF_POLICY = Adapter(name="actor + critic (DDPG, TD3, SAC)", actor=("actor.",), critic=("critic.",), clock="actor.optimizer",
-                      targets=("actor_target.", "critic_target."))
+_OFF_POLICY = Adapter(
+    name="actor + critic (DDPG, TD3, SAC)",
+    actor=("actor.",),
+    critic=("critic.",),
+    clock="actor.optimizer",
+    targets=("actor_target.", "critic_target."),
+)
 # DQN acts greedily on its Q-network: the Q-network is actor and critic at once.
-_Q_NETWORK = Adapter(name="Q-network (DQN)", actor=("q_net.",), critic=("q_net.",), clock="policy.optimizer", targets=("q_net_target.",))
-_QUANTILE_NETWORK = Adapter(name="quantile network (QR-DQN)", actor=("quantile_net.",), critic=("quantile_net.",),
-                            clock="policy.optimizer", targets=("quantile_net_target.",))
-_RECURRENT = Adapter(name="recurrent actor-critic (RecurrentPPO)", actor=(*_ACTOR_CRITIC.actor, "lstm_actor."),
-                     critic=(*_ACTOR_CRITIC.critic, "lstm_critic."), clock="policy.optimizer")
+_Q_NETWORK = Adapter(
+    name="Q-network (DQN)", actor=("q_net.",), critic=("q_net.",), clock="policy.optimizer", targets=("q_net_target.",)
+)
+_QUANTILE_NETWORK = Adapter(
+    name="quantile network (QR-DQN)",
+    actor=("quantile_net.",),
+    critic=("quantile_net.",),
+    clock="policy.optimizer",
+    targets=("quantile_net_target.",),
+)
+_RECURRENT = Adapter(
+    name="recurrent actor-critic (RecurrentPPO)",
+    actor=(*_ACTOR_CRITIC.actor, "lstm_actor."),
+    critic=(*_ACTOR_CRITIC.critic, "lstm_critic."),
+    clock="policy.optimizer",
+)
 # sb3-contrib, by class name (an optional package). CrossQ has BatchNorm layers: the averaged
 # policy keeps the live network's running statistics (``update_batch_norm`` recomputes them).
 CONTRIB = {"QRDQN": _QUANTILE_NETWORK, "TQC": _OFF_POLICY, "CrossQ": _OFF_POLICY, "RecurrentPPO": _RECURRENT}

@@ -168,14 +168,20 @@ def _runs(tensors: list[Tensor]) -> list[tuple[Tensor, list[int] | None]]:
             continue
         ptr, offset = t.untyped_storage().data_ptr(), t.storage_offset()
         last = runs[-1] if runs else None
-        if (last is not None and last[1] == ptr and last[0].dtype == t.dtype
-                and last[3] <= offset < last[3] + max(1, ALIGN_BYTES // t.element_size())):
+        if (
+            last is not None
+            and last[1] == ptr
+            and last[0].dtype == t.dtype
+            and last[3] <= offset < last[3] + max(1, ALIGN_BYTES // t.element_size())
+        ):
             last[4].append(offset - last[2])
             last[3] = offset + t.numel()
         else:
             runs.append([t, ptr, offset, offset + t.numel(), [0]])
-    return [(first if offsets is None else first.detach().as_strided((end - start,), (1,), start), offsets)
-            for first, _, start, end, offsets in runs]
+    return [
+        (first if offsets is None else first.detach().as_strided((end - start,), (1,), start), offsets)
+        for first, _, start, end, offsets in runs
+    ]
 
 
 def _sums(tensors: list[Tensor]) -> list[Tensor]:
@@ -487,14 +493,32 @@ class WeightAverage:
         ``found_inf`` is 1 (the mechanism ``GradScaler`` uses with fused optimizers). The live
         tensors are only read (they are written only when a ``grad_scale`` is given)."""
         first = live[0]
-        if first.device.type not in FUSED_DEVICES or first.dtype not in FUSED_DTYPES or not all(t.is_contiguous() for t in live):
+        if (
+            first.device.type not in FUSED_DEVICES
+            or first.dtype not in FUSED_DTYPES
+            or not all(t.is_contiguous() for t in live)
+        ):
             return False
         try:
             torch._fused_sgd_(
-                avg, live, [], weight_decay=-1.0, momentum=0.0, lr=(-weight).to(torch.float32), dampening=0.0,
-                nesterov=False, maximize=False, is_first_step=False, found_inf=(~ok).to(torch.float32),
+                avg,
+                live,
+                [],
+                weight_decay=-1.0,
+                momentum=0.0,
+                lr=(-weight).to(torch.float32),
+                dampening=0.0,
+                nesterov=False,
+                maximize=False,
+                is_first_step=False,
+                found_inf=(~ok).to(torch.float32),
             )
-        except (AttributeError, NotImplementedError, RuntimeError, TypeError):  # older torch: inputs are checked before any write
+        except (
+            AttributeError,
+            NotImplementedError,
+            RuntimeError,
+            TypeError,
+        ):  # older torch: inputs are checked before any write
             self._fused = False
             return False
         return True
@@ -612,7 +636,9 @@ class WeightAverage:
         if state["mode"] != self.mode:
             raise ValueError(f"state holds a {state['mode']!r} average, this WeightAverage is {self.mode!r}")
         if state.get("rule", {}) != self._rule.config() and self.mode == "power":
-            raise ValueError(f"state holds a power average with {state.get('rule')}, this WeightAverage has {self._rule.config()}")
+            raise ValueError(
+                f"state holds a power average with {state.get('rule')}, this WeightAverage has {self._rule.config()}"
+            )
         saved = state["averages"]
         expected = self.names + self.copied_names
         if sorted(saved) != sorted(expected):

@@ -19,7 +19,9 @@ def has_batch_norm(module: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def update_batch_norm(module: nn.Module, inputs: Tensor, batch_size: int = 256, forward: Callable[[Tensor], object] | None = None) -> None:
+def update_batch_norm(
+    module: nn.Module, inputs: Tensor, batch_size: int = 256, forward: Callable[[Tensor], object] | None = None
+) -> None:
     """Reset and recompute every BatchNorm's running statistics of ``module`` from ``inputs``.
 
     :param module: holds the BatchNorm layers (e.g. a policy's ``features_extractor``).

@@ -50,12 +50,22 @@ class SWACallback(BaseCallback):
         evaluation), so ``model.save()`` stores the SWA weights.
     """
 
-    def __init__(self, config: SWAConfig | None = None, *, eval_env=None, callbacks: list[BaseCallback] = (),
-                 apply_at_end: bool = False, verbose: int = 0, **settings):
+    def __init__(
+        self,
+        config: SWAConfig | None = None,
+        *,
+        eval_env=None,
+        callbacks: list[BaseCallback] = (),
+        apply_at_end: bool = False,
+        verbose: int = 0,
+        **settings,
+    ):
         super().__init__(verbose)
         evaluation = {k: settings.pop(k) for k in EVAL_ARGUMENTS if k in settings}
         if config is not None and not isinstance(config, SWAConfig):
-            raise ValueError(f"SWACallback: config={config!r} is not allowed; use an rl_swa.SWAConfig, or settings by name (start=...)")
+            raise ValueError(
+                f"SWACallback: config={config!r} is not allowed; use an rl_swa.SWAConfig, or settings by name (start=...)"
+            )
         if eval_env is None and evaluation:
             check_arguments(**evaluation)  # nothing to evaluate on, but a bad value is still named
         if config is not None and settings:
@@ -145,9 +155,13 @@ class SWACallback(BaseCallback):
         if c.swa_lr is not None:
             if c.cycle is not None:
                 lr_max = c.swa_lr_max or float(self._user_schedule(1.0 - self.start_step / total))
-                schedule = CyclicSchedule(self._user_schedule, total, self.start_step, lr_max, c.swa_lr, c.cycle, steps_per_update(self.model))
+                schedule = CyclicSchedule(
+                    self._user_schedule, total, self.start_step, lr_max, c.swa_lr, c.cycle, steps_per_update(self.model)
+                )
             else:
-                schedule = AnnealSchedule(self._user_schedule, total, self.start_step, c.swa_lr, resolve_steps(c.anneal, total), c.anneal_strategy)
+                schedule = AnnealSchedule(
+                    self._user_schedule, total, self.start_step, c.swa_lr, resolve_steps(c.anneal, total), c.anneal_strategy
+                )
             self.model.lr_schedule = schedule
         # The optimizer object changes when a model is loaded: (re-)register on each learn().
         self._clock = clock_optimizer(self.model)
@@ -242,9 +256,13 @@ class SWACallback(BaseCallback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore after :meth:`init_callback` (the model must be set: the average's layout comes from it)."""
         if state.get("version") != CALLBACK_STATE_VERSION:
-            raise ValueError(f"SWACallback state version {state.get('version')!r} is not supported (expected {CALLBACK_STATE_VERSION})")
+            raise ValueError(
+                f"SWACallback state version {state.get('version')!r} is not supported (expected {CALLBACK_STATE_VERSION})"
+            )
         if sorted(state["averages"]) != sorted(self.averages):
-            raise ValueError(f"SWACallback state holds averages {sorted(state['averages'])}, this callback {sorted(self.averages)}")
+            raise ValueError(
+                f"SWACallback state holds averages {sorted(state['averages'])}, this callback {sorted(self.averages)}"
+            )
         names = [type(p).__name__ for p in self.components.callbacks]
         if state["components"] != names:
             raise ValueError(f"SWACallback state holds parts {state['components']}, this callback {names}")

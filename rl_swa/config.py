@@ -7,10 +7,21 @@ RL Zoo's YAML (plain keyword arguments) all go through this class; the parts tha
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rl_swa.posthoc import check_sigma_rels
 
@@ -21,9 +32,9 @@ def _no_bool(value):
     return value
 
 
-# A float (an int or "3e-4" converts) but never a bool; a position is an env step (int) or a fraction of the run (float).
+# A float (an int or "3e-4" converts) but never a bool; a position: an env step (int) or a fraction of the run (float).
 Real = Annotated[float, BeforeValidator(_no_bool)]
-Position = Union[StrictInt, StrictFloat]
+Position = StrictInt | StrictFloat
 
 
 def _position(value, allow_zero: bool):
@@ -110,10 +121,14 @@ class SWAConfig(BaseModel):
     anneal: Position = Field(0.0, description="span from the LR at start to swa_lr: fraction of the run or env steps")
     anneal_strategy: Literal["cos", "linear"] = "cos"
     cycle: StrictInt | None = Field(None, ge=1, description="cyclic SWA: updates per cycle (needs swa_lr)")
-    swa_lr_max: Real | None = Field(None, gt=0, allow_inf_nan=False, description="top of each cycle (default: the LR at start)")
+    swa_lr_max: Real | None = Field(
+        None, gt=0, allow_inf_nan=False, description="top of each cycle (default: the LR at start)"
+    )
     averages: list[Average] = Field(default_factory=list, description="further averages on the same trajectory")
     posthoc_points: StrictInt = Field(0, ge=0, description="saved states of a running equal average, for post-hoc windows")
-    posthoc_sigma_rels: list[float] = Field(default_factory=lambda: [0.05, 0.10], description="power EMAs saved for post-hoc synthesis")
+    posthoc_sigma_rels: list[float] = Field(
+        default_factory=lambda: [0.05, 0.10], description="power EMAs saved for post-hoc synthesis"
+    )
     skip_nonfinite: StrictBool = Field(True, description="skip snapshots holding NaN/Inf")
     flatten: StrictBool = Field(False, description="opt-in: lay the averaged parameters out in one buffer")
 
@@ -136,10 +151,14 @@ class SWAConfig(BaseModel):
     def _together(self):
         if self.cycle is not None:
             if self.swa_lr is None:
-                raise ValueError("swa_lr=None is not allowed with cycle set: a cyclic schedule needs swa_lr, the LR at each cycle's end")
+                raise ValueError(
+                    "swa_lr=None is not allowed with cycle set: a cyclic schedule needs swa_lr, the LR at each cycle's end"
+                )
             if self.update_every not in (1, self.cycle):
-                raise ValueError(f"update_every={self.update_every} is not allowed with cycle={self.cycle}: "
-                                 "snapshots come at each cycle's end; leave it at 1")
+                raise ValueError(
+                    f"update_every={self.update_every} is not allowed with cycle={self.cycle}: "
+                    "snapshots come at each cycle's end; leave it at 1"
+                )
         elif self.swa_lr_max is not None:
             raise ValueError(f"swa_lr_max={self.swa_lr_max!r} is not allowed without cycle: it is the top of each cycle")
         names = [a.name for a in self.averages]

@@ -32,8 +32,12 @@ def _count(name: str, value, minimum: int) -> int:
 
 def check_arguments(eval_freq: int = 10_000, n_eval_episodes: int = 5, eval_seed: int = 0, deterministic: bool = True) -> dict:
     """The evaluation's counts, validated (here only)."""
-    return dict(eval_freq=_count("eval_freq", eval_freq, 1), n_eval_episodes=_count("n_eval_episodes", n_eval_episodes, 1),
-                eval_seed=_count("eval_seed", eval_seed, 0), deterministic=bool(deterministic))
+    return dict(
+        eval_freq=_count("eval_freq", eval_freq, 1),
+        n_eval_episodes=_count("n_eval_episodes", n_eval_episodes, 1),
+        eval_seed=_count("eval_seed", eval_seed, 0),
+        deterministic=bool(deterministic),
+    )
 
 
 class SWAEvaluation(BaseCallback):
@@ -50,8 +54,16 @@ class SWAEvaluation(BaseCallback):
     :param n_eval_episodes: episodes per policy; the env is reseeded with ``eval_seed`` before each policy.
     """
 
-    def __init__(self, swa, eval_env: str | gym.Env | VecEnv, eval_freq: int = 10_000, n_eval_episodes: int = 5,
-                 eval_seed: int = 0, deterministic: bool = True, verbose: int = 0):
+    def __init__(
+        self,
+        swa,
+        eval_env: str | gym.Env | VecEnv,
+        eval_freq: int = 10_000,
+        n_eval_episodes: int = 5,
+        eval_seed: int = 0,
+        deterministic: bool = True,
+        verbose: int = 0,
+    ):
         super().__init__(verbose)
         if not isinstance(eval_env, (str, gym.Env, VecEnv)):
             raise _bad("eval_env", eval_env, "use an env id, a gymnasium.Env or a VecEnv")
@@ -97,10 +109,21 @@ class SWAEvaluation(BaseCallback):
 
     def _play(self, prefix: str, row: dict) -> None:
         self._env.seed(self.eval_seed)
-        rewards, lengths = evaluate_policy(self.model, self._env, n_eval_episodes=self.n_eval_episodes,
-                                           deterministic=self.deterministic, return_episode_rewards=True, warn=False)
-        row.update({f"{prefix}_mean_reward": float(np.mean(rewards)), f"{prefix}_std_reward": float(np.std(rewards)),
-                    f"{prefix}_mean_ep_length": float(np.mean(lengths))})
+        rewards, lengths = evaluate_policy(
+            self.model,
+            self._env,
+            n_eval_episodes=self.n_eval_episodes,
+            deterministic=self.deterministic,
+            return_episode_rewards=True,
+            warn=False,
+        )
+        row.update(
+            {
+                f"{prefix}_mean_reward": float(np.mean(rewards)),
+                f"{prefix}_std_reward": float(np.std(rewards)),
+                f"{prefix}_mean_ep_length": float(np.mean(lengths)),
+            }
+        )
 
     def evaluate(self) -> dict[str, float]:
         """Evaluate the online and (once they exist) the averaged policies; log and return the row."""

@@ -35,8 +35,12 @@ class ObsNormalizer:
         if norm is None or not norm.norm_obs:
             return None
         rms = norm.obs_rms if isinstance(norm.obs_rms, dict) else {None: norm.obs_rms}
-        return cls({k: r.mean.copy() for k, r in rms.items()}, {k: r.var.copy() for k, r in rms.items()},
-                   float(norm.clip_obs), float(norm.epsilon))
+        return cls(
+            {k: r.mean.copy() for k, r in rms.items()},
+            {k: r.var.copy() for k, r in rms.items()},
+            float(norm.clip_obs),
+            float(norm.epsilon),
+        )
 
     def __call__(self, obs):
         if None in self.mean:
@@ -66,8 +70,12 @@ class ObsNormalizer:
     def from_file(cls, header: str, tensors: dict[str, torch.Tensor]) -> ObsNormalizer:
         h = json.loads(header)
         names = {key: PREFIX if key is None else f"{PREFIX}.{key}" for key in h["keys"]}
-        return cls({k: tensors[f"{n}.mean"].numpy() for k, n in names.items()},
-                   {k: tensors[f"{n}.var"].numpy() for k, n in names.items()}, float(h["clip_obs"]), float(h["epsilon"]))
+        return cls(
+            {k: tensors[f"{n}.mean"].numpy() for k, n in names.items()},
+            {k: tensors[f"{n}.var"].numpy() for k, n in names.items()},
+            float(h["clip_obs"]),
+            float(h["epsilon"]),
+        )
 
 
 def normalized_eval_env(train_env: VecEnv | None, eval_env: VecEnv) -> VecEnv:
@@ -76,8 +84,15 @@ def normalized_eval_env(train_env: VecEnv | None, eval_env: VecEnv) -> VecEnv:
     train = unwrap_vec_normalize(train_env)
     if train is None or unwrap_vec_normalize(eval_env) is not None:
         return eval_env
-    return VecNormalize(eval_env, training=False, norm_obs=train.norm_obs, norm_reward=False, clip_obs=train.clip_obs,
-                        epsilon=train.epsilon, norm_obs_keys=train.norm_obs_keys)
+    return VecNormalize(
+        eval_env,
+        training=False,
+        norm_obs=train.norm_obs,
+        norm_reward=False,
+        clip_obs=train.clip_obs,
+        epsilon=train.epsilon,
+        norm_obs_keys=train.norm_obs_keys,
+    )
 
 
 def sync_obs_statistics(train_env: VecEnv | None, eval_env: VecEnv) -> None:

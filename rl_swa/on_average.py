@@ -26,7 +26,9 @@ class OnAverage(BaseCallback):
     def __init__(self, callback: BaseCallback, swa: SWACallback):
         super().__init__()
         if not isinstance(callback, BaseCallback) or not isinstance(swa, SWACallback):
-            raise ValueError("OnAverage(callback, swa): a stable_baselines3 BaseCallback and the SWACallback keeping the average")
+            raise ValueError(
+                "OnAverage(callback, swa): a stable_baselines3 BaseCallback and the SWACallback keeping the average"
+            )
         self.callback, self.swa = callback, swa
 
     def _init_callback(self) -> None:

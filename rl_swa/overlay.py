@@ -6,8 +6,10 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
 LAYOUT = {
     "SWA": {
-        "eval reward: online vs averaged": ["Multiline", ["eval/online_mean_reward", "eval/swa_mean_reward", "eval/swa_.*_mean_reward",
-                                                          "eval/ema_.*_mean_reward"]],
+        "eval reward: online vs averaged": [
+            "Multiline",
+            ["eval/online_mean_reward", "eval/swa_mean_reward", "eval/swa_.*_mean_reward", "eval/ema_.*_mean_reward"],
+        ],
         "distance online - average": ["Multiline", ["swa/distance"]],
     }
 }

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.policies import BasePolicy
 from safetensors import safe_open
 from safetensors.torch import save
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import get_device
 
 from rl_swa.averaging import WeightAverage
@@ -41,7 +41,9 @@ class SWAPolicy:
         by ``predict`` so that it takes raw observations (saved and loaded with the policy).
     """
 
-    def __init__(self, policy: BasePolicy, metadata: dict[str, Any] | None = None, obs_normalizer: ObsNormalizer | None = None):
+    def __init__(
+        self, policy: BasePolicy, metadata: dict[str, Any] | None = None, obs_normalizer: ObsNormalizer | None = None
+    ):
         if not isinstance(policy, BasePolicy):
             raise ValueError(f"policy is a {type(policy).__name__}, not a stable_baselines3 BasePolicy")
         self.policy = policy
@@ -60,7 +62,12 @@ class SWAPolicy:
         policy = type(live)(**live._get_constructor_parameters()).to(live.device)
         policy.load_state_dict(live.state_dict())
         average.copy_to(policy)
-        meta = {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "n_averaged": average.n_averaged, "mode": average.mode}
+        meta = {
+            "algorithm": type(model).__name__,
+            "num_timesteps": int(model.num_timesteps),
+            "n_averaged": average.n_averaged,
+            "mode": average.mode,
+        }
         meta.update(metadata or {})
         return cls(policy, meta, ObsNormalizer.from_env(model.get_env()))
 
@@ -128,11 +135,14 @@ class SWAPolicy:
                 header = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # safetensors raises its own error types for a damaged header or body
-            raise ValueError(f"{path}: not an SWAPolicy file (rl-swa policies are {SUFFIX} files; {type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"{path}: not an SWAPolicy file (rl-swa policies are {SUFFIX} files; {type(exc).__name__}: {exc})"
+            ) from None
         if header.get("format") != FORMAT:
             raise ValueError(f"{path}: not an SWAPolicy file (format {header.get('format')!r}, expected {FORMAT!r})")
         if header.get("format_version") != str(FORMAT_VERSION):
-            raise ValueError(f"{path}: SWAPolicy format version {header.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+            version = header.get("format_version")
+            raise ValueError(f"{path}: SWAPolicy format version {version!r} is not supported (expected {FORMAT_VERSION})")
         try:
             policy_class = import_class(header["policy_class"], allow)
             if not issubclass(policy_class, BasePolicy):

@@ -39,8 +39,10 @@ def gamma_of(sigma_rel: float) -> float:
 def check_sigma_rels(name: str, values) -> list[float]:
     """Validate a list of distinct relative widths; the error names the field ``name``."""
     allowed = f"a list of distinct floats in (0, {MAX_SIGMA_REL:.4f}), e.g. [0.05, 0.1]"
-    ok = isinstance(values, (list, tuple)) and len(set(values)) == len(values) and all(
-        not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < MAX_SIGMA_REL for v in values
+    ok = (
+        isinstance(values, (list, tuple))
+        and len(set(values)) == len(values)
+        and all(not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < MAX_SIGMA_REL for v in values)
     )
     if not ok:
         raise ValueError(f"{name}={values!r} is not allowed; use {allowed}")
@@ -165,16 +167,31 @@ class PosthocRecorder(BaseCallback):
         def host(a: WeightAverage) -> dict:
             return {name: a.averages[name].to("cpu", copy=True) for name in a.names}
 
-        self.points.append({"step": int(self.model.num_timesteps), "n": avg.n_averaged, "averages": host(avg),
-                            "power": [{"gamma": gamma_of(s), "sigma_rel": s, "n": p.n_averaged, "averages": host(p)}
-                                      for s, p in zip(self.sigma_rels, self.power)]})
+        self.points.append(
+            {
+                "step": int(self.model.num_timesteps),
+                "n": avg.n_averaged,
+                "averages": host(avg),
+                "power": [
+                    {"gamma": gamma_of(s), "sigma_rel": s, "n": p.n_averaged, "averages": host(p)}
+                    for s, p in zip(self.sigma_rels, self.power)
+                ],
+            }
+        )
 
     def state_dict(self) -> dict:
-        return {"running": self.running.state_dict(), "power": [p.state_dict() for p in self.power], "points": list(self.points)}
+        return {
+            "running": self.running.state_dict(),
+            "power": [p.state_dict() for p in self.power],
+            "points": list(self.points),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["power"]) != len(self.power):
-            raise ValueError(f"PosthocRecorder state holds {len(state['power'])} power EMAs, this recorder {len(self.power)} (posthoc_sigma_rels)")
+            saved = len(state["power"])
+            raise ValueError(
+                f"PosthocRecorder state holds {saved} power EMAs, this recorder {len(self.power)} (posthoc_sigma_rels)"
+            )
         self.running.load_state_dict(state["running"])
         for average, saved in zip(self.power, state["power"]):
             average.load_state_dict(saved)

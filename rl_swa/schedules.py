@@ -68,7 +68,9 @@ class AnnealSchedule(_PhasedSchedule):
     :param strategy: ``"cos"`` or ``"linear"``.
     """
 
-    def __init__(self, base, total_timesteps: int, start_step: int, swa_lr: float, anneal_steps: int = 0, strategy: str = "cos"):
+    def __init__(
+        self, base, total_timesteps: int, start_step: int, swa_lr: float, anneal_steps: int = 0, strategy: str = "cos"
+    ):
         super().__init__(base, total_timesteps, start_step)
         self.swa_lr = _check_lr("swa_lr", swa_lr)
         self.anneal_steps = _check_steps("anneal_steps", anneal_steps)
@@ -103,7 +105,9 @@ class CyclicSchedule(_PhasedSchedule):
         ``n_steps * n_envs``; off-policy: ``train_freq * n_envs``).
     """
 
-    def __init__(self, base, total_timesteps: int, start_step: int, lr_max: float, lr_min: float, cycle: int, steps_per_update: int = 1):
+    def __init__(
+        self, base, total_timesteps: int, start_step: int, lr_max: float, lr_min: float, cycle: int, steps_per_update: int = 1
+    ):
         super().__init__(base, total_timesteps, start_step)
         self.lr_max = _check_lr("lr_max", lr_max)
         self.lr_min = _check_lr("lr_min", lr_min)

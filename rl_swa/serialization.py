@@ -32,7 +32,9 @@ def import_class(path: str, allow: Iterable[str] = ()) -> type:
     module, qualname = path.split(":")
     allowed = (*ALLOWED_MODULES, *allow)
     if not any(module == a.rstrip(".") or module.startswith(a if a.endswith(".") else a + ".") for a in allowed):
-        raise ValueError(f"class {path!r}: its module is not allowed (allowed: {', '.join(allowed)}; pass allow=[...] to add one)")
+        raise ValueError(
+            f"class {path!r}: its module is not allowed (allowed: {', '.join(allowed)}; pass allow=[...] to add one)"
+        )
     try:
         obj: Any = importlib.import_module(module)
         for part in qualname.split("."):
@@ -74,7 +76,7 @@ def decode(obj: Any, allow: Iterable[str] = ()) -> Any:
         return [decode(v, allow) for v in obj]
     if not isinstance(obj, dict):
         return obj
-    (tag, inner), = obj.items() if len(obj) == 1 else (("", None),)
+    ((tag, inner),) = obj.items() if len(obj) == 1 else (("", None),)
     if tag == "__tuple__":
         return tuple(decode(v, allow) for v in inner)
     if tag == "__dict__":
@@ -88,7 +90,13 @@ def decode(obj: Any, allow: Iterable[str] = ()) -> Any:
 
 def _encode_space(space: spaces.Space, where: str) -> dict:
     if isinstance(space, spaces.Box):
-        return {"type": "Box", "low": _array(space.low), "high": _array(space.high), "shape": list(space.shape), "dtype": str(space.dtype)}
+        return {
+            "type": "Box",
+            "low": _array(space.low),
+            "high": _array(space.high),
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+        }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):
@@ -99,7 +107,9 @@ def _encode_space(space: spaces.Space, where: str) -> dict:
         return {"type": "Dict", "spaces": {k: _encode_space(s, f"{where}.{k}") for k, s in space.spaces.items()}}
     if isinstance(space, spaces.Tuple):
         return {"type": "Tuple", "spaces": [_encode_space(s, f"{where}[{i}]") for i, s in enumerate(space.spaces)]}
-    raise ValueError(f"{where}: space {type(space).__name__} is not supported (Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple)")
+    raise ValueError(
+        f"{where}: space {type(space).__name__} is not supported (Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple)"
+    )
 
 
 def _decode_space(d: dict) -> spaces.Space:
@@ -107,7 +117,12 @@ def _decode_space(d: dict) -> spaces.Space:
     if kind == "Box":
         shape = tuple(d["shape"])
         dtype = np.dtype(d["dtype"])
-        return spaces.Box(np.broadcast_to(np.asarray(d["low"], dtype), shape), np.broadcast_to(np.asarray(d["high"], dtype), shape), shape, dtype)
+        return spaces.Box(
+            np.broadcast_to(np.asarray(d["low"], dtype), shape),
+            np.broadcast_to(np.asarray(d["high"], dtype), shape),
+            shape,
+            dtype,
+        )
     if kind == "Discrete":
         return spaces.Discrete(d["n"], start=d["start"])
     if kind == "MultiDiscrete":

@@ -137,5 +137,9 @@ class ResetToAverage(BaseCallback):
 
 
 def _optimizers(model) -> list[torch.optim.Optimizer]:
-    found = {id(m.optimizer): m.optimizer for m in model.policy.modules() if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)}
+    found = {
+        id(m.optimizer): m.optimizer
+        for m in model.policy.modules()
+        if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)
+    }
     return list(found.values())

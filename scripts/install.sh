@@ -8,5 +8,5 @@ PY=${PYTHON:-python3}
 # torch 2.13.0 CPU: on this project's machines that wheel lies on disk; elsewhere pip fetches it
 # from PyPI (set TORCH_SPEC to choose another build, e.g. TORCH_SPEC="torch" for CUDA).
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e ".[dev,atari,mujoco]"
+.venv/bin/python -m pip install -q -e ".[experiments,dev,atari,mujoco]"
 .venv/bin/python -c "import rl_swa, torch, stable_baselines3; print('rl-swa', rl_swa.__version__, '| torch', torch.__version__, '| SB3', stable_baselines3.__version__)"

@@ -26,7 +26,9 @@ def _walk(net, steps, seed=1):
 
 
 def _rel_err(ours, ref):
-    return max(float((a.detach() - b.detach()).abs().max() / b.detach().abs().max().clamp_min(1e-30)) for a, b in zip(ours, ref))
+    return max(
+        float((a.detach() - b.detach()).abs().max() / b.detach().abs().max().clamp_min(1e-30)) for a, b in zip(ours, ref)
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -71,7 +73,10 @@ def test_ema_warmup_starts_with_short_memory():
         plain.update()
         warm.update()
     live = list(net.parameters())
-    gap = lambda avg: sum(float((a - p).norm()) for a, p in zip(avg.averages.values(), live))
+
+    def gap(avg):
+        return sum(float((a - p).norm()) for a, p in zip(avg.averages.values(), live))
+
     assert gap(warm) < 0.5 * gap(plain)
 
 
@@ -132,7 +137,7 @@ def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
         flatten_parameters(net.parameters())
     host, device = WeightAverage(net, flat=flat), WeightAverage(net, flat=flat, fused=fused)
     device.on_host = False
-    (avg, live), = [g.pairs() for g in device._groups]
+    ((avg, live),) = [g.pairs() for g in device._groups]
     assert len(avg) == (1 if flat else 4)
     pieces = device._chunks(avg, live)
     assert len(pieces) > 1 and all(sum(a.numel() * 4 for a in piece) <= 64 or len(piece) == 1 for piece, _ in pieces)
@@ -209,7 +214,7 @@ def test_flatten_keeps_values_identity_and_training_and_takes_the_one_buffer_pat
     assert flatten_parameters(params) == 0  # already laid out: left alone
     flat, ref = WeightAverage(net, flat=True), WeightAverage([p.detach().clone() for p in params])
     assert len(WeightAverage(net)._groups[0].pairs()[1]) == 4  # the default: one tensor each
-    (avg, live), = [g.pairs() for g in flat._groups]
+    ((avg, live),) = [g.pairs() for g in flat._groups]
     assert len(avg) == len(live) == 1 and live[0].numel() == averaging._aligned_offsets(params)[0][-1] + params[-1].numel()
     assert all(p.data_ptr() % averaging.ALIGN_BYTES == 0 for p in params)  # as separately allocated tensors
     x = torch.randn(64, 5)
@@ -239,7 +244,7 @@ def test_moved_parameter_falls_back_instead_of_reading_stale_memory():
     first = {n: t.clone() for n, t in avg.averages.items()}
     net[0].weight.data = torch.full_like(net[0].weight, 7.0)  # moved out of the flat buffer
     avg.update()
-    (pair_avg, _), = [g.pairs() for g in avg._groups]
+    ((pair_avg, _),) = [g.pairs() for g in avg._groups]
     assert len(pair_avg) == 4  # per-tensor path now
     torch.testing.assert_close(avg.averages["0.weight"], (first["0.weight"] + 7.0) / 2)
     torch.testing.assert_close(avg.averages["2.bias"], (first["2.bias"] + net[2].bias.detach()) / 2)
@@ -261,7 +266,9 @@ def test_shared_finiteness_check_gives_the_same_averages():
             with torch.no_grad():
                 net[0].bias[0] = 0.0
     assert a.n_skipped == b.n_skipped == c.n_skipped == 1
-    for x, y in zip(list(a.averages.values()) + list(b.averages.values()), list(c.averages.values()) + list(d.averages.values())):
+    for x, y in zip(
+        list(a.averages.values()) + list(b.averages.values()), list(c.averages.values()) + list(d.averages.values())
+    ):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 

@@ -16,18 +16,57 @@ ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = ROOT / "configs/classic/cartpole_a2c.yaml"
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
-fields = st.sampled_from([
-    "swa.start", "swa.update_every", "swa.mode", "swa.decay", "swa.parts", "swa.swa_lr", "swa.anneal",
-    "swa.anneal_strategy", "swa.cycle", "swa.swa_lr_max", "swa.unknown", "n_envs", "optimizer", "algo", "envs",
-    "budgets.smoke.timesteps", "budgets.smoke.eval_freq", "eval.seed", "eval.deterministic", "hyperparams.env", "mystery",
-    "on_divergence", "sticky_actions", "budgets", "swa.flatten", "swa.skip_nonfinite", "experiment", "policy",
-    "hyperparams", "hyperparams.n_steps", "hyperparams.learning_rate", "hyperparams.foo", "hyperparams.gamma",
-    "policy_kwargs", "policy_kwargs.net_arch", "policy_kwargs.activation_fn", "policy_kwargs.foo",
-    "budgets.smoke.hyperparams", "budgets.smoke.hyperparams.n_steps",
-])
+fields = st.sampled_from(
+    [
+        "swa.start",
+        "swa.update_every",
+        "swa.mode",
+        "swa.decay",
+        "swa.parts",
+        "swa.swa_lr",
+        "swa.anneal",
+        "swa.anneal_strategy",
+        "swa.cycle",
+        "swa.swa_lr_max",
+        "swa.unknown",
+        "n_envs",
+        "optimizer",
+        "algo",
+        "envs",
+        "budgets.smoke.timesteps",
+        "budgets.smoke.eval_freq",
+        "eval.seed",
+        "eval.deterministic",
+        "hyperparams.env",
+        "mystery",
+        "on_divergence",
+        "sticky_actions",
+        "budgets",
+        "swa.flatten",
+        "swa.skip_nonfinite",
+        "experiment",
+        "policy",
+        "hyperparams",
+        "hyperparams.n_steps",
+        "hyperparams.learning_rate",
+        "hyperparams.foo",
+        "hyperparams.gamma",
+        "policy_kwargs",
+        "policy_kwargs.net_arch",
+        "policy_kwargs.activation_fn",
+        "policy_kwargs.foo",
+        "budgets.smoke.hyperparams",
+        "budgets.smoke.hyperparams.n_steps",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -70,8 +109,22 @@ def test_malformed_override_strings(text):
         assert "--set" in str(exc) or "config" in str(exc) or str(CARTPOLE) in str(exc)
 
 
-KWARGS = ["start", "update_every", "mode", "decay", "parts", "swa_lr", "anneal", "anneal_strategy", "cycle",
-          "swa_lr_max", "eval_freq", "n_eval_episodes", "eval_seed", "flatten"]
+KWARGS = [
+    "start",
+    "update_every",
+    "mode",
+    "decay",
+    "parts",
+    "swa_lr",
+    "anneal",
+    "anneal_strategy",
+    "cycle",
+    "swa_lr_max",
+    "eval_freq",
+    "n_eval_episodes",
+    "eval_seed",
+    "flatten",
+]
 
 
 @settings(max_examples=400, deadline=None)
@@ -89,12 +142,22 @@ def test_callback_arguments_construct_or_raise_value_error_naming_one(kwargs):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(start=st.one_of(st.floats(min_value=1.0, max_value=1e9), st.integers(max_value=-1), st.text(min_size=1, max_size=5).filter(lambda t: t.strip() and not t.strip().lstrip("-").isdigit())))
+@given(
+    start=st.one_of(
+        st.floats(min_value=1.0, max_value=1e9),
+        st.integers(max_value=-1),
+        st.text(min_size=1, max_size=5).filter(lambda t: t.strip() and not t.strip().lstrip("-").isdigit()),
+    )
+)
 def test_train_script_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, start):
-    from scripts import train
+    from agents.cli import train
 
     out = tmp_path / "runs"
-    monkeypatch.setattr(sys, "argv", ["train.py", str(CARTPOLE), "--budget", "smoke", "--out", str(out), "--no-progress", "--set", f"swa.start={start!r}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["train.py", str(CARTPOLE), "--budget", "smoke", "--out", str(out), "--no-progress", "--set", f"swa.start={start!r}"],
+    )
     with pytest.raises(SystemExit) as stop:
         train.main()
     err = capsys.readouterr().err.strip()

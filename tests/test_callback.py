@@ -12,15 +12,26 @@ from rl_swa import PosthocRecorder, SWACallback, SWAEvaluation, SWAPolicy
 
 def a2c(seed=0, **kwargs):
     return A2C(
-        "MlpPolicy", "CartPole-v1", n_steps=5, seed=seed, device="cpu",
-        policy_kwargs=dict(net_arch=[8], optimizer_class=torch.optim.Adam), **kwargs,
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=5,
+        seed=seed,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[8], optimizer_class=torch.optim.Adam),
+        **kwargs,
     )
 
 
 def ddpg(seed=0):
     return DDPG(
-        "MlpPolicy", "Pendulum-v1", learning_starts=100, batch_size=32, seed=seed, device="cpu",
-        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), policy_kwargs=dict(net_arch=[16]),
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=100,
+        batch_size=32,
+        seed=seed,
+        device="cpu",
+        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+        policy_kwargs=dict(net_arch=[16]),
     )
 
 
@@ -75,7 +86,7 @@ def test_flat_layout_changes_neither_training_nor_the_averages(tmp_path):
         model = ddpg(seed=4)
         swa = SWACallback(start=150, flatten=flatten, posthoc_points=2)
         model.learn(300, callback=swa)
-        (avg, live), = [g.pairs() for g in swa.average._groups]
+        ((avg, live),) = [g.pairs() for g in swa.average._groups]
         assert len(live) == (1 if flatten else len(swa.average.names))
         model.save(tmp_path / f"m{flatten}")
         runs[flatten] = (model, swa, (tmp_path / f"m{flatten}.zip").stat().st_size)
@@ -93,7 +104,16 @@ def test_flat_layout_changes_neither_training_nor_the_averages(tmp_path):
     # A2C's small matrices are where an unaligned layout changed the rounding
     a2c_runs = []
     for flatten in (False, True):  # the default [64, 64] nets; each model seeds torch's global generator
-        a2c_runs.append(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=1, device="cpu", policy_kwargs=dict(optimizer_class=torch.optim.Adam)))
+        a2c_runs.append(
+            A2C(
+                "MlpPolicy",
+                "CartPole-v1",
+                n_steps=5,
+                seed=1,
+                device="cpu",
+                policy_kwargs=dict(optimizer_class=torch.optim.Adam),
+            )
+        )
         a2c_runs[-1].learn(2000, callback=SWACallback(start=0.5, flatten=flatten))
     for p, q in zip(a2c_runs[0].policy.parameters(), a2c_runs[1].policy.parameters()):
         assert torch.equal(p, q)
@@ -178,8 +198,8 @@ def test_policy_save_load_and_apply_round_trip(tmp_path):
 
 
 def test_apply_at_end_and_evaluate_policy(tmp_path):
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
 
     model = a2c()
     swa = SWACallback(start=0.5, apply_at_end=True)
@@ -253,7 +273,7 @@ class Custom(torch.nn.Module):
 def test_rl_zoo_style_yaml_callback():
     spec = yaml.safe_load("callback:\n  - rl_swa.SWACallback: {start: 0.75, swa_lr: 0.0003, mode: ema, decay: 0.99}\n")
     (entry,) = spec["callback"]
-    (path, kwargs), = entry.items()
+    ((path, kwargs),) = entry.items()
     module, name = path.rsplit(".", 1)
     callback = getattr(importlib.import_module(module), name)(**kwargs)
     assert isinstance(callback, SWACallback) and callback.start == 0.75 and callback.mode == "ema"
@@ -310,8 +330,16 @@ def test_unsupported_algorithm_lists_supported():
 
 
 def test_dqn_averages_its_q_network_and_never_its_target(tmp_path):
-    model = DQN("MlpPolicy", "CartPole-v1", learning_starts=50, train_freq=1, target_update_interval=50, seed=0, device="cpu",
-                policy_kwargs=dict(net_arch=[16]))
+    model = DQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        learning_starts=50,
+        train_freq=1,
+        target_update_interval=50,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16]),
+    )
     swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=1000, n_eval_episodes=2)
     model.learn(400, callback=swa)
     assert set(swa.average.averages) == {n for n, _ in model.policy.named_parameters() if n.startswith("q_net.")}
@@ -322,15 +350,16 @@ def test_dqn_averages_its_q_network_and_never_its_target(tmp_path):
     obs = np.stack([model.observation_space.sample() for _ in range(16)])
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
     with torch.no_grad():  # greedy actions of the averaged Q-network
-        q = torch.func.functional_call(model.policy.q_net, {k.removeprefix("q_net."): v for k, v in swa.average.averages.items()},
-                                       (torch.as_tensor(obs),))
+        q = torch.func.functional_call(
+            model.policy.q_net, {k.removeprefix("q_net."): v for k, v in swa.average.averages.items()}, (torch.as_tensor(obs),)
+        )
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], q.argmax(1).numpy())
 
 
 def test_policy_before_any_snapshot_is_a_clear_error():
     swa = SWACallback()
     with pytest.raises(RuntimeError, match="no snapshot"):
-        swa.policy
+        _ = swa.policy
 
 
 def test_several_averages_equal_separate_runs_on_the_same_trajectory():
@@ -360,8 +389,21 @@ def test_several_averages_are_evaluated_on_the_same_episodes():
     assert row["swa_299_mean_reward"] == row["swa_mean_reward"] == row["online_mean_reward"]
 
 
-@pytest.mark.parametrize("spec", ["swa", "swa@1.5", "ema@2", "mean@0.5", "ema@0.9@x", ["swa@0.5", "swa@0.5"], "swa@0.5",
-                                  [{"mode": "swa"}], [{"mode": "ema", "decay": 1.5}], [{"mode": "swa", "start": 0.5, "every": 2}]])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "swa",
+        "swa@1.5",
+        "ema@2",
+        "mean@0.5",
+        "ema@0.9@x",
+        ["swa@0.5", "swa@0.5"],
+        "swa@0.5",
+        [{"mode": "swa"}],
+        [{"mode": "ema", "decay": 1.5}],
+        [{"mode": "swa", "start": 0.5, "every": 2}],
+    ],
+)
 def test_bad_average_specs(spec):
     with pytest.raises(ValueError, match=r"averages(\[0\](\.\w+)?)?="):
         SWACallback(averages=spec if isinstance(spec, list) or spec == "swa@0.5" else [spec])
@@ -375,18 +417,23 @@ def test_averages_as_structured_entries_or_short_strings_are_the_same():
     assert short == structured and [a.name for a in short.averages] == ["swa_0.5", "ema_0.999_from_0"]
 
 
-@pytest.mark.parametrize("algo, env, kwargs", [
-    ("PPO", "CartPole-v1", dict(n_steps=64, batch_size=32)),
-    ("SAC", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
-    ("TD3", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
-    ("DQN", "CartPole-v1", dict(learning_starts=50, batch_size=32, target_update_interval=50)),
-])
+@pytest.mark.parametrize(
+    "algo, env, kwargs",
+    [
+        ("PPO", "CartPole-v1", dict(n_steps=64, batch_size=32)),
+        ("SAC", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
+        ("TD3", "Pendulum-v1", dict(learning_starts=50, batch_size=32)),
+        ("DQN", "CartPole-v1", dict(learning_starts=50, batch_size=32, target_update_interval=50)),
+    ],
+)
 def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(tmp_path, algo, env, kwargs):
     import stable_baselines3
 
     runs = []
     for flatten in (False, True):
-        model = getattr(stable_baselines3, algo)("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[32, 32]), **kwargs)
+        model = getattr(stable_baselines3, algo)(
+            "MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[32, 32]), **kwargs
+        )
         swa = SWACallback(start=0.5, flatten=flatten, eval_env=env, eval_freq=1000, n_eval_episodes=1)
         model.learn(300, callback=swa)
         assert {"online_mean_reward", "swa_mean_reward"} <= set(swa.evaluations[-1])
@@ -399,7 +446,9 @@ def test_other_algorithms_take_the_flat_path_and_train_bit_for_bit_the_same(tmp_
         assert torch.equal(flat_swa.average.averages[name], value), name
     loaded = SWAPolicy.load(flat_swa.policy.save(tmp_path / algo))  # and the averaged policy round-trips
     obs = np.stack([flat.observation_space.sample() for _ in range(8)])
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], flat_swa.policy.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], flat_swa.policy.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_cnn_policy_with_a_shared_trunk_round_trips(tmp_path):
@@ -449,7 +498,9 @@ def test_normalized_observations_are_evaluated_and_saved_as_trained(tmp_path, al
 
     def play(policy, env):
         env.seed(123)
-        rewards, _ = evaluate_policy(policy, env, n_eval_episodes=3, deterministic=True, return_episode_rewards=True, warn=False)
+        rewards, _ = evaluate_policy(
+            policy, env, n_eval_episodes=3, deterministic=True, return_episode_rewards=True, warn=False
+        )
         return float(np.mean(rewards))
 
     train_env = VecNormalize(make_vec_env(env_id, n_envs=4, seed=0), norm_reward=False)
@@ -498,12 +549,41 @@ def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path, zoo_
     algo, hyper = ZOO[zoo_algo]
     policy, env_id = next((row[1], row[2]) for row in NORMALIZED if row[0] == algo)
     steps = int(re.search(r"n_timesteps: (\d+)", hyper).group(1))
-    conf = {env_id: {**yaml.safe_load("{" + hyper + "}"), "policy": policy, "normalize": True, "policy_kwargs": "dict(net_arch=[16])",
-                     "callback": [{"rl_swa.SWACallback": dict(start=0.5, eval_env=env_id, eval_freq=100_000, n_eval_episodes=2,
-                                                              verbose=1)}]}}
+    conf = {
+        env_id: {
+            **yaml.safe_load("{" + hyper + "}"),
+            "policy": policy,
+            "normalize": True,
+            "policy_kwargs": "dict(net_arch=[16])",
+            "callback": [
+                {"rl_swa.SWACallback": dict(start=0.5, eval_env=env_id, eval_freq=100_000, n_eval_episodes=2, verbose=1)}
+            ],
+        }
+    }
     (tmp_path / "conf.yml").write_text(yaml.safe_dump(conf))
-    proc = subprocess.run([sys.executable, "-m", "rl_zoo3.train", "--algo", zoo_algo, "--env", env_id, "--conf-file", "conf.yml",
-                           "-f", "logs", "--seed", "0", "--eval-freq", "-1"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl_zoo3.train",
+            "--algo",
+            zoo_algo,
+            "--env",
+            env_id,
+            "--conf-file",
+            "conf.yml",
+            "-f",
+            "logs",
+            "--seed",
+            "0",
+            "--eval-freq",
+            "-1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith(f"[rl_swa] step {steps}")][-1]
     online = float(re.search(r"online ([-\d.]+)", line).group(1))
@@ -516,12 +596,21 @@ def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path, zoo_
     assert round(float(np.mean(rewards)), 2) == online
 
 
-@pytest.mark.parametrize("algo, policy, env, kwargs, expected", [
-    ("QRDQN", "MlpPolicy", "CartPole-v1", dict(learning_starts=50, train_freq=1, target_update_interval=50), ("quantile_net.",)),
-    ("TQC", "MlpPolicy", "Pendulum-v1", dict(learning_starts=50, batch_size=32), ("actor.", "critic.")),
-    ("CrossQ", "MlpPolicy", "Pendulum-v1", dict(learning_starts=50, batch_size=32), ("actor.", "critic.")),
-    ("RecurrentPPO", "MlpLstmPolicy", "CartPole-v1", dict(n_steps=32, batch_size=32, n_epochs=1), ("",)),
-])
+@pytest.mark.parametrize(
+    "algo, policy, env, kwargs, expected",
+    [
+        (
+            "QRDQN",
+            "MlpPolicy",
+            "CartPole-v1",
+            dict(learning_starts=50, train_freq=1, target_update_interval=50),
+            ("quantile_net.",),
+        ),
+        ("TQC", "MlpPolicy", "Pendulum-v1", dict(learning_starts=50, batch_size=32), ("actor.", "critic.")),
+        ("CrossQ", "MlpPolicy", "Pendulum-v1", dict(learning_starts=50, batch_size=32), ("actor.", "critic.")),
+        ("RecurrentPPO", "MlpLstmPolicy", "CartPole-v1", dict(n_steps=32, batch_size=32, n_epochs=1), ("",)),
+    ],
+)
 def test_sb3_contrib_algorithms_average_evaluate_save_and_load(tmp_path, algo, policy, env, kwargs, expected):
     sb3_contrib = pytest.importorskip("sb3_contrib")
     model = getattr(sb3_contrib, algo)(policy, env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]), **kwargs)
@@ -537,10 +626,14 @@ def test_sb3_contrib_algorithms_average_evaluate_save_and_load(tmp_path, algo, p
         a, state = swa.policy.predict(obs, deterministic=True)
         b, state_b = loaded.predict(obs, deterministic=True)
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(swa.policy.predict(obs, state, np.zeros(4), deterministic=True)[0],
-                                      loaded.predict(obs, state_b, np.zeros(4), deterministic=True)[0])
+        np.testing.assert_array_equal(
+            swa.policy.predict(obs, state, np.zeros(4), deterministic=True)[0],
+            loaded.predict(obs, state_b, np.zeros(4), deterministic=True)[0],
+        )
     else:
-        np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
+        np.testing.assert_array_equal(
+            loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0]
+        )
     if algo == "CrossQ":  # BatchNorm statistics: the live network's, copied
         live = dict(model.policy.named_buffers())
         for name, buf in loaded.policy.named_buffers():
@@ -564,7 +657,9 @@ def test_any_sb3_callback_runs_on_the_averaged_weights(tmp_path):
 
     model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
     swa = SWACallback(start=0.5)
-    best = OnAverage(EvalCallback(make_vec_env_1(), n_eval_episodes=2, eval_freq=1000, best_model_save_path=str(tmp_path), verbose=0), swa)
+    best = OnAverage(
+        EvalCallback(make_vec_env_1(), n_eval_episodes=2, eval_freq=1000, best_model_save_path=str(tmp_path), verbose=0), swa
+    )
     model.learn(1000, callback=CallbackList([swa, best, Witness()]))
     saved = A2C.load(tmp_path / "best_model.zip", device="cpu")  # our own file
     for name, param in saved.policy.named_parameters():
@@ -595,8 +690,15 @@ def test_sb3_video_recorder_records_the_averaged_policy(tmp_path):
         return actions
 
     make = lambda: gym.make("CartPole-v1", render_mode="rgb_array")  # noqa: E731
-    recorded = play(VecVideoRecorder(DummyVecEnv([make]), str(tmp_path), record_video_trigger=lambda step: step == 0,
-                                     video_length=20, name_prefix="average"))
+    recorded = play(
+        VecVideoRecorder(
+            DummyVecEnv([make]),
+            str(tmp_path),
+            record_video_trigger=lambda step: step == 0,
+            video_length=20,
+            name_prefix="average",
+        )
+    )
     assert recorded == play(DummyVecEnv([make]))
     videos = list(tmp_path.glob("average*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
@@ -624,7 +726,9 @@ def test_agreement_and_churn_are_logged_at_each_evaluation(algo, env):
     if algo == "a2c":
         model = A2C("MlpPolicy", env, n_steps=5, seed=0, device="cpu")
     else:
-        model = DDPG("MlpPolicy", env, learning_starts=50, batch_size=32, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
+        model = DDPG(
+            "MlpPolicy", env, learning_starts=50, batch_size=32, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16])
+        )
     swa = SWACallback(start=0.25, eval_env=env, eval_freq=200, n_eval_episodes=1)
     model.learn(600, callback=swa)
     rows = swa.evaluations  # at steps 200 (probe not complete: 200 states), 400 (first measure), 600

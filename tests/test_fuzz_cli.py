@@ -13,12 +13,27 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from scripts import evaluate, posthoc, report, train
+from agents.cli import evaluate, posthoc, report, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = ROOT / "configs/classic/cartpole_a2c.yaml"
-SMALL = ["--set", "budgets.smoke.timesteps=200", "--set", "budgets.smoke.eval_freq=100", "--set", "budgets.smoke.eval_episodes=1"]
-FINISHED = ("result.json", "eval.csv", "model.zip", "policy.safetensors", "swa_policy.safetensors", "config.yaml", "posthoc.pt")
+SMALL = [
+    "--set",
+    "budgets.smoke.timesteps=200",
+    "--set",
+    "budgets.smoke.eval_freq=100",
+    "--set",
+    "budgets.smoke.eval_episodes=1",
+]
+FINISHED = (
+    "result.json",
+    "eval.csv",
+    "model.zip",
+    "policy.safetensors",
+    "swa_policy.safetensors",
+    "config.yaml",
+    "posthoc.pt",
+)
 
 
 def cli(main, argv, capsys) -> tuple[int, str]:
@@ -48,14 +63,59 @@ def check(code: int, err: str, before: dict, after: dict) -> None:
             assert path.exists(), path
 
 
-keys = st.sampled_from([
-    "swa.start", "swa.swa_lr", "swa.averages", "swa.posthoc_points", "swa.cycle", "swa.update_every", "n_envs", "policy",
-    "hyperparams.n_steps", "hyperparams.learning_rate", "hyperparams.gamma", "hyperparams", "policy_kwargs.net_arch",
-    "policy_kwargs.activation_fn", "experiment", "envs", "eval.seed", "on_divergence", "budgets.smoke", "algo", "x.y",
-])
+keys = st.sampled_from(
+    [
+        "swa.start",
+        "swa.swa_lr",
+        "swa.averages",
+        "swa.posthoc_points",
+        "swa.cycle",
+        "swa.update_every",
+        "n_envs",
+        "policy",
+        "hyperparams.n_steps",
+        "hyperparams.learning_rate",
+        "hyperparams.gamma",
+        "hyperparams",
+        "policy_kwargs.net_arch",
+        "policy_kwargs.activation_fn",
+        "experiment",
+        "envs",
+        "eval.seed",
+        "on_divergence",
+        "budgets.smoke",
+        "algo",
+        "x.y",
+    ]
+)
 values = st.one_of(
-    st.sampled_from(["0", "-1", "1e6", "1e-30", "1e30", "abc", "..", ".", "[]", "{}", "null", "[64, 64]", "relu", "0.5",
-                     "'../../x'", "[swa@0.5]", "[ema@2]", "MlpPolicy", "CnnPolicy", "true", "3", "{a: 1}", "[Pendulum-v1]"]),
+    st.sampled_from(
+        [
+            "0",
+            "-1",
+            "1e6",
+            "1e-30",
+            "1e30",
+            "abc",
+            "..",
+            ".",
+            "[]",
+            "{}",
+            "null",
+            "[64, 64]",
+            "relu",
+            "0.5",
+            "'../../x'",
+            "[swa@0.5]",
+            "[ema@2]",
+            "MlpPolicy",
+            "CnnPolicy",
+            "true",
+            "3",
+            "{a: 1}",
+            "[Pendulum-v1]",
+        ]
+    ),
     st.text(max_size=6),
 )
 
@@ -76,8 +136,18 @@ def test_train_with_any_set_values(tmp_path, capsys, sets):
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished")
     old = sys.argv
-    sys.argv = ["train.py", str(CARTPOLE), "--budget", "smoke", "--out", str(out), "--no-progress", *SMALL,
-                "--set", "swa.posthoc_points=3"]
+    sys.argv = [
+        "train.py",
+        str(CARTPOLE),
+        "--budget",
+        "smoke",
+        "--out",
+        str(out),
+        "--no-progress",
+        *SMALL,
+        "--set",
+        "swa.posthoc_points=3",
+    ]
     try:
         train.main()
     except SystemExit as exc:
@@ -103,8 +173,9 @@ def damage(path: Path, how: str, where: float) -> None:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    name=st.sampled_from(["result.json", "eval.csv", "config.yaml", "policy.safetensors", "swa_policy.safetensors", "posthoc.pt",
-                          "command.txt"]),
+    name=st.sampled_from(
+        ["result.json", "eval.csv", "config.yaml", "policy.safetensors", "swa_policy.safetensors", "posthoc.pt", "command.txt"]
+    ),
     how=st.sampled_from(["truncate", "garbage", "empty", "delete"]),
     where=st.floats(0, 1),
     command=st.sampled_from(["resume", "evaluate", "report", "posthoc"]),

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import A2C
 
+from agents.cli.posthoc import episode_seeds, select_window, windows
 from rl_swa import PosthocRecorder, SWACallback
 from rl_swa.averaging import WeightAverage
 from rl_swa.posthoc import gamma_of, synthesize_ema, window_average
-from scripts.posthoc import episode_seeds, select_window, windows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,9 @@ def test_window_rebuilt_from_saved_running_averages_equals_direct_average():
     model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
     snaps = []
     model.policy.optimizer.register_step_post_hook(
-        lambda o, a, k: snaps.append((model.num_timesteps, {n: p.detach().clone() for n, p in model.policy.named_parameters()}))
+        lambda o, a, k: snaps.append(
+            (model.num_timesteps, {n: p.detach().clone() for n, p in model.policy.named_parameters()})
+        )
     )
     swa = SWACallback(posthoc_points=4)
     model.learn(400, callback=swa)
@@ -45,7 +47,7 @@ def test_power_ema_weighs_snapshots_as_karras_power_function():
     for s in snaps:
         x.copy_(s)
         average.update()
-    # Karras et al.: beta_t = (1 - 1/t)^(gamma+1), i.e. snapshot tau of t weighs prod over later t of beta, times (1 - beta_tau)
+    # Karras et al.: beta_t = (1 - 1/t)^(gamma+1): snapshot tau of t weighs prod over later t of beta, times (1 - beta_tau)
     weights = []
     for tau in range(1, 41):
         w = 1 - (1 - 1 / tau) ** (gamma + 1)
@@ -56,7 +58,10 @@ def test_power_ema_weighs_snapshots_as_karras_power_function():
     torch.testing.assert_close(average.averages["0"], expected)
     assert weights[-1] > weights[20] > weights[0]  # later snapshots weigh more
     equal = WeightAverage([x], mode="power", gamma=0)
-    x.copy_(snaps[0]); equal.update(); x.copy_(snaps[1]); equal.update()
+    x.copy_(snaps[0])
+    equal.update()
+    x.copy_(snaps[1])
+    equal.update()
     torch.testing.assert_close(equal.averages["0"], (snaps[0] + snaps[1]) / 2)
     with pytest.raises(ValueError, match="gamma"):
         WeightAverage([x], mode="power", gamma=-1.0)
@@ -66,7 +71,10 @@ def _trajectory_points(sigma_rels, steps=2000, every=200):
     """Saved equal and power averages along a smooth trajectory; the direct power EMA of any width for comparison."""
     torch.manual_seed(0)
     coef = torch.randn(4, 50, dtype=torch.float64)
-    path = [coef[0] + coef[1] * u + coef[2] * u**2 + coef[3] * torch.sin(torch.tensor(6 * u)) for u in (t / steps for t in range(1, steps + 1))]
+    path = [
+        coef[0] + coef[1] * u + coef[2] * u**2 + coef[3] * torch.sin(torch.tensor(6 * u))
+        for u in (t / steps for t in range(1, steps + 1))
+    ]
     x = torch.zeros(50, dtype=torch.float64)
     equal = WeightAverage({"w": x})
     power = [WeightAverage({"w": x}, mode="power", gamma=gamma_of(s)) for s in sigma_rels]
@@ -76,9 +84,17 @@ def _trajectory_points(sigma_rels, steps=2000, every=200):
         for a in (equal, *power):
             a.update()
         if t % every == 0:
-            points.append({"step": t, "n": equal.n_averaged, "averages": {"w": equal.averages["w"].clone()},
-                           "power": [{"gamma": gamma_of(s), "n": p.n_averaged, "averages": {"w": p.averages["w"].clone()}}
-                                     for s, p in zip(sigma_rels, power)]})
+            points.append(
+                {
+                    "step": t,
+                    "n": equal.n_averaged,
+                    "averages": {"w": equal.averages["w"].clone()},
+                    "power": [
+                        {"gamma": gamma_of(s), "n": p.n_averaged, "averages": {"w": p.averages["w"].clone()}}
+                        for s, p in zip(sigma_rels, power)
+                    ],
+                }
+            )
 
     def direct(sigma):
         a = WeightAverage({"w": x}, mode="power", gamma=gamma_of(sigma))
@@ -119,12 +135,18 @@ def test_callback_saves_power_emas_that_resume_exactly():
     assert [len(p["power"]) for p in swa.posthoc] == [2, 2, 2, 2]
     assert all(q["n"] == p["n"] for p in swa.posthoc for q in p["power"])
     last = swa.posthoc[-1]["power"]
-    assert not torch.equal(last[0]["averages"]["mlp_extractor.policy_net.0.weight"], last[1]["averages"]["mlp_extractor.policy_net.0.weight"])
+    assert not torch.equal(
+        last[0]["averages"]["mlp_extractor.policy_net.0.weight"], last[1]["averages"]["mlp_extractor.policy_net.0.weight"]
+    )
     state = swa.state_dict()
     other = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05, 0.2])
     other.init_callback(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])))
     other.load_state_dict(state)
-    assert all(torch.equal(a.averages[n], b.averages[n]) for a, b in zip(other.component(PosthocRecorder).power, swa.component(PosthocRecorder).power) for n in a.averages)
+    assert all(
+        torch.equal(a.averages[n], b.averages[n])
+        for a, b in zip(other.component(PosthocRecorder).power, swa.component(PosthocRecorder).power)
+        for n in a.averages
+    )
     mismatch = SWACallback(posthoc_points=4, posthoc_sigma_rels=[0.05])
     mismatch.init_callback(A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])))
     with pytest.raises(ValueError, match="posthoc_sigma_rels"):
@@ -154,12 +176,33 @@ def test_selection_sees_validation_scores_only():
 
 def test_posthoc_script_on_a_finished_run(tmp_path):
     cfg = ROOT / "configs/classic/pendulum_ddpg.yaml"
-    train = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), str(cfg), "--variant", "baseline", "--budget", "smoke",
-                            "--out", str(tmp_path), "--no-progress", "--set", "swa.posthoc_points=3"], capture_output=True, text=True, timeout=300)
+    train = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/train.py"),
+            str(cfg),
+            "--variant",
+            "baseline",
+            "--budget",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            "swa.posthoc_points=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert train.returncode == 0, train.stderr
     run = tmp_path / "classic_pendulum_ddpg/Pendulum-v1/baseline/seed0"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/posthoc.py"), str(run), "--val-episodes", "2", "--test-episodes", "2"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/posthoc.py"), str(run), "--val-episodes", "2", "--test-episodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run / "posthoc.json").read_text())
     assert result["windows_tried"] == len(result["saved_points"]) * (len(result["saved_points"]) + 1) // 2

@@ -11,7 +11,22 @@ PENDULUM = ROOT / "configs/classic/pendulum_ddpg.yaml"
 
 
 def compare(out, *extra):
-    cmd = [sys.executable, str(ROOT / "scripts/compare.py"), str(PENDULUM), "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--out", str(out), "--reps", "200", *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/compare.py"),
+        str(PENDULUM),
+        "--budget",
+        "smoke",
+        "--seeds",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "--reps",
+        "200",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -28,8 +43,10 @@ def test_ray_grid_report_equals_local(tmp_path):
 
 
 def test_ray_missing_is_a_clear_error(tmp_path):
-    code = "import sys; sys.modules['ray'] = None; sys.argv = " + repr(
-        ["compare.py", str(PENDULUM), "--budget", "smoke", "--seeds", "1", "--out", str(tmp_path), "--backend", "ray"]
-    ) + "; from scripts import compare; compare.main()"
+    code = (
+        "import sys; sys.modules['ray'] = None; sys.argv = "
+        + repr(["compare.py", str(PENDULUM), "--budget", "smoke", "--seeds", "1", "--out", str(tmp_path), "--backend", "ray"])
+        + "; from agents.cli import compare; compare.main()"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "pip install 'rl-swa[ray]'" in proc.stderr

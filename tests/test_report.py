@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from scripts.report import (
+from agents.cli.report import (
     bootstrap_ci,
     iqm,
     load_runs,
@@ -57,7 +57,9 @@ def test_summary_matches_hand_computed(grid):
 
 def test_estimators_by_hand():
     assert iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100])) == pytest.approx(np.mean([3, 4, 5, 6]))
-    assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx((1 + 0 + 1 + 0.5) / 4)
+    assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx(
+        (1 + 0 + 1 + 0.5) / 4
+    )
     lo, hi = bootstrap_ci([1.0, 1.0, 1.0])
     assert lo == hi == 1.0
     s = stability([{"online_mean_reward": v} for v in (1, 5, 3, 4)], "online_mean_reward", 2)
@@ -78,7 +80,9 @@ def test_further_averages_get_their_own_rows_and_pairs(tmp_path):
         d = tmp_path / "Toy-v0" / "baseline" / f"seed{seed}"
         d.mkdir(parents=True)
         (d / "result.json").write_text(json.dumps({"env": "Toy-v0", "variant": "baseline", "seed": seed}))
-        (d / "eval.csv").write_text(f"step,online_mean_reward,swa_mean_reward,swa_0.5_mean_reward\n1,{online},{online},{extra}\n")
+        (d / "eval.csv").write_text(
+            f"step,online_mean_reward,swa_mean_reward,swa_0.5_mean_reward\n1,{online},{online},{extra}\n"
+        )
     summary = summarize(load_runs(tmp_path), last_k=1, reps=200)
     env = summary["per_env"]["Toy-v0"]
     assert env["arms"]["baseline:swa_0.5"]["mean"] == pytest.approx((12 + 19 + 35) / 3)
@@ -104,7 +108,7 @@ def test_posthoc_results_are_summarized(grid):
 
 
 def test_atari_games_are_set_beside_random_play_and_published_scores():
-    from scripts.report import _context
+    from agents.cli.report import _context
 
     data = {"arms": {"baseline": {"ci": (1.0, 2.5)}}, "timesteps": [1_000_000], "wall_min": {"baseline": 30.0}}
     text = " ".join(_context("ALE/Breakout-v5", data))

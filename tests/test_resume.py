@@ -16,19 +16,45 @@ from agents import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
-    "a2c": (ROOT / "configs/classic/cartpole_a2c.yaml", ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000", "budgets.smoke.eval_freq=4000"]),
-    "ddpg": (ROOT / "configs/classic/pendulum_ddpg.yaml", ["budgets.smoke.timesteps=900", "budgets.smoke.checkpoint_every=200", "budgets.smoke.eval_freq=300"]),
+    "a2c": (
+        ROOT / "configs/classic/cartpole_a2c.yaml",
+        ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000", "budgets.smoke.eval_freq=4000"],
+    ),
+    "ddpg": (
+        ROOT / "configs/classic/pendulum_ddpg.yaml",
+        ["budgets.smoke.timesteps=900", "budgets.smoke.checkpoint_every=200", "budgets.smoke.eval_freq=300"],
+    ),
     # VecNormalize's running statistics travel in the checkpoint
-    "a2c_normalized": (ROOT / "configs/classic/cartpole_a2c.yaml", ["budgets.smoke.timesteps=12000", "budgets.smoke.checkpoint_every=2000",
-                                                                   "budgets.smoke.eval_freq=4000", "normalize=true"]),
+    "a2c_normalized": (
+        ROOT / "configs/classic/cartpole_a2c.yaml",
+        [
+            "budgets.smoke.timesteps=12000",
+            "budgets.smoke.checkpoint_every=2000",
+            "budgets.smoke.eval_freq=4000",
+            "normalize=true",
+        ],
+    ),
     # A2C on Breakout, 16 envs: the emulators' states travel in the checkpoint
-    "atari": (ROOT / "configs/atari/a2c.yaml", ["budgets.smoke.timesteps=4000", "budgets.smoke.checkpoint_every=800", "budgets.smoke.eval_freq=2000"]),
+    "atari": (
+        ROOT / "configs/atari/a2c.yaml",
+        ["budgets.smoke.timesteps=4000", "budgets.smoke.checkpoint_every=800", "budgets.smoke.eval_freq=2000"],
+    ),
 }
 
 
 def _cmd(config, overrides, out):
     sets = [a for o in overrides for a in ("--set", o)]
-    return [sys.executable, str(ROOT / "scripts/train.py"), str(config), "--budget", "smoke", "--out", str(out), "--no-progress", *sets]
+    return [
+        sys.executable,
+        str(ROOT / "scripts/train.py"),
+        str(config),
+        "--budget",
+        "smoke",
+        "--out",
+        str(out),
+        "--no-progress",
+        *sets,
+    ]
 
 
 def _weights(run):
@@ -52,7 +78,10 @@ def _interrupt(config, overrides, out, sig):
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("algo, sig", [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL), ("a2c_normalized", signal.SIGKILL), ("atari", signal.SIGTERM)])
+@pytest.mark.parametrize(
+    "algo, sig",
+    [("a2c", signal.SIGTERM), ("ddpg", signal.SIGKILL), ("a2c_normalized", signal.SIGKILL), ("atari", signal.SIGTERM)],
+)
 def test_killed_run_resumes_to_its_uninterrupted_twin(tmp_path, algo, sig):
     if algo == "atari":
         pytest.importorskip("ale_py")
@@ -66,7 +95,12 @@ def test_killed_run_resumes_to_its_uninterrupted_twin(tmp_path, algo, sig):
         assert code == 3 and "resume with: python scripts/train.py --resume" in err.strip().splitlines()[-1]
     else:
         assert code == -signal.SIGKILL
-    resumed = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run), "--no-progress"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["resumed_from"] is not None and result["resumed_from"] > 0
@@ -120,7 +154,9 @@ def test_resume_of_a_damaged_run_dir_is_one_line(tmp_path):
 
 
 def test_resume_refuses_finished_or_foreign_dirs(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
 
 
@@ -139,7 +175,9 @@ class _Poison:
                         with torch.no_grad():
                             params[0].view(-1)[0] = float("nan")
 
-                for opt in {id(p.optimizer): p.optimizer for p in self.model.policy.modules() if hasattr(p, "optimizer")}.values():
+                for opt in {
+                    id(p.optimizer): p.optimizer for p in self.model.policy.modules() if hasattr(p, "optimizer")
+                }.values():
                     opt.register_step_post_hook(hook)
 
             def _on_step(self):
@@ -198,15 +236,25 @@ def test_interrupted_prefix_continues_to_the_same_fork_point(tmp_path):
         "try:\n    print(train_prefix(cfg, 'Pendulum-v1', 0, 'smoke', sys.argv[1]))\n"
         "except Interrupted as e:\n    print('interrupted', e); sys.exit(3)\n"
     )
-    twin = subprocess.run([sys.executable, "-c", code, str(tmp_path / "twin")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    twin = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "twin")], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert twin.returncode == 0, twin.stderr
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cut")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "cut")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     while not list((tmp_path / "cut").glob("*/*/prefix/seed0/ckpt/*.ckpt")):
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 3
-    again = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cut")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cut")], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert again.returncode == 0 and "resuming" in again.stdout, again.stderr
     a, b = (checkpoint.read(next(Path(d).glob("*/*/prefix/seed0/prefix.ckpt"))) for d in (tmp_path / "twin", tmp_path / "cut"))
     assert a["num_timesteps"] == b["num_timesteps"] == 675 and a["digest"] == b["digest"]
@@ -217,8 +265,16 @@ def test_signal_while_diverged_stops_without_a_checkpoint(tmp_path):
     from stable_baselines3 import DDPG
     from stable_baselines3.common.noise import NormalActionNoise
 
-    model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu",
-                 action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), policy_kwargs=dict(net_arch=[8]))
+    model = DDPG(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=50,
+        batch_size=16,
+        seed=0,
+        device="cpu",
+        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+        policy_kwargs=dict(net_arch=[8]),
+    )
     saver = checkpoint.Checkpointer(tmp_path, every=10, env=model.get_env())
     saver.init_callback(model)
     saver.on_training_start({}, {})
@@ -242,7 +298,11 @@ def test_a_live_run_directory_is_locked(tmp_path):
             time.sleep(0.05)
         run = _run_dir(tmp_path)
         for extra in (["--overwrite"], []):
-            cmd = _cmd(config, overrides, tmp_path) + extra if extra else [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run)]
+            cmd = (
+                _cmd(config, overrides, tmp_path) + extra
+                if extra
+                else [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run)]
+            )
             other = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             assert other.returncode == 2 and "in use by another process" in other.stderr, other.stderr
             assert other.stderr.count("\n") == 1

@@ -52,7 +52,11 @@ def test_schedules_pickle_and_unwrap():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"swa_lr": -1.0}, "swa_lr"), ({"swa_lr": 1e-4, "strategy": "step"}, "strategy"), ({"swa_lr": 1e-4, "anneal_steps": -5}, "anneal_steps")],
+    [
+        ({"swa_lr": -1.0}, "swa_lr"),
+        ({"swa_lr": 1e-4, "strategy": "step"}, "strategy"),
+        ({"swa_lr": 1e-4, "anneal_steps": -5}, "anneal_steps"),
+    ],
 )
 def test_bad_schedule_arguments(kwargs, field):
     with pytest.raises(ValueError, match=field):

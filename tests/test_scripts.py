@@ -13,7 +13,9 @@ PENDULUM = str(ROOT / "configs/classic/pendulum_ddpg.yaml")
 
 
 def script(name, *args, cwd=None):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,7 +57,15 @@ def test_train_writes_run_directory_and_refuses_overwrite(tmp_path):
     proc = script("train.py", CARTPOLE, "--budget", "smoke", "--seed", "3", "--out", tmp_path, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "classic_cartpole_a2c/CartPole-v1/swa/seed3"
-    for name in ("config.yaml", "command.txt", "eval.csv", "model.zip", "policy.safetensors", "swa_policy.safetensors", "result.json"):
+    for name in (
+        "config.yaml",
+        "command.txt",
+        "eval.csv",
+        "model.zip",
+        "policy.safetensors",
+        "swa_policy.safetensors",
+        "result.json",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     result = json.loads((run / "result.json").read_text())
@@ -79,7 +89,9 @@ def test_train_writes_run_directory_and_refuses_overwrite(tmp_path):
 
 
 def test_compare_forks_pairs_resumes_and_reports(tmp_path):
-    proc = script("compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--jobs", "2", "--out", tmp_path, "--reps", "100")
+    proc = script(
+        "compare.py", PENDULUM, "--budget", "smoke", "--seeds", "2", "--jobs", "2", "--out", tmp_path, "--reps", "100"
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     exp = tmp_path / "classic_pendulum_ddpg"
     for seed in (0, 1):
@@ -107,14 +119,24 @@ def test_compare_forks_pairs_resumes_and_reports(tmp_path):
 
 def test_mujoco_hopper_smoke(tmp_path):
     pytest.importorskip("mujoco")
-    proc = script("train.py", ROOT / "configs/mujoco/ddpg.yaml", "--env", "Hopper-v5", "--budget", "smoke", "--out", tmp_path, "--no-progress")
+    proc = script(
+        "train.py",
+        ROOT / "configs/mujoco/ddpg.yaml",
+        "--env",
+        "Hopper-v5",
+        "--budget",
+        "smoke",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["env"] == "Hopper-v5" and result["n_averaged"] == 75  # updates after step 225 of 300
 
 
 def test_arms_go_before_the_next_prefix_and_not_after_a_failed_one(capsys):
-    from scripts.compare import Job, _drive
+    from agents.cli.compare import Job, _drive
 
     order = []
 
@@ -147,9 +169,29 @@ def test_run_stops_pickle_back_whole():
 
 
 def test_a_diverging_run_does_not_take_the_grid_down(tmp_path):
-    proc = script("compare.py", CARTPOLE, "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--no-fork", "--out", tmp_path,
-                  "--reps", "100", "--set", "budgets.smoke.timesteps=3000", "--set", "budgets.smoke.checkpoint_every=1000",
-                  "--set", "swa.start=0.5", "--set", "swa.swa_lr=1e30")
+    proc = script(
+        "compare.py",
+        CARTPOLE,
+        "--budget",
+        "smoke",
+        "--seeds",
+        "1",
+        "--jobs",
+        "2",
+        "--no-fork",
+        "--out",
+        tmp_path,
+        "--reps",
+        "100",
+        "--set",
+        "budgets.smoke.timesteps=3000",
+        "--set",
+        "budgets.smoke.checkpoint_every=1000",
+        "--set",
+        "swa.start=0.5",
+        "--set",
+        "swa.swa_lr=1e30",
+    )
     assert proc.returncode == 4, proc.stderr[-2000:]
     exp = tmp_path / "classic_cartpole_a2c/CartPole-v1"
     assert (exp / "baseline/seed0/result.json").is_file()  # the other run finished
@@ -175,8 +217,20 @@ def test_sigterm_at_any_moment_is_exit_3_without_a_traceback(tmp_path, moment):
 
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc")
-    cmd = [sys.executable, str(ROOT / "scripts/train.py"), CARTPOLE, "--budget", "smoke", "--out", str(tmp_path), "--no-progress",
-           "--set", "budgets.smoke.timesteps=1000000", "--set", "budgets.smoke.checkpoint_every=2000"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/train.py"),
+        CARTPOLE,
+        "--budget",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--set",
+        "budgets.smoke.timesteps=1000000",
+        "--set",
+        "budgets.smoke.checkpoint_every=2000",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     ready = (lambda: _catches_sigterm(proc.pid)) if moment == "start-up" else (lambda: any(tmp_path.rglob("step_*.ckpt")))
@@ -186,15 +240,32 @@ def test_sigterm_at_any_moment_is_exit_3_without_a_traceback(tmp_path, moment):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 3 and "Traceback" not in err, err
     # the handler is in place before the imports (seconds): a signal then stops the start-up itself
-    expected = "interrupted before a checkpoint was written" if moment == "start-up" else "resume with: python scripts/train.py --resume"
+    expected = (
+        "interrupted before a checkpoint was written"
+        if moment == "start-up"
+        else "resume with: python scripts/train.py --resume"
+    )
     assert expected in err.strip().splitlines()[-1], err
 
 
 def test_normalize_true_runs_and_the_saved_policy_acts_as_evaluated(tmp_path):
     """normalize: true (RL Zoo's spelling): the averaged policy file takes raw observations and scores
     what the training-time evaluation reported, on the same episodes."""
-    proc = script("train.py", CARTPOLE, "--budget", "smoke", "--out", tmp_path, "--no-progress", "--set", "normalize=true",
-                  "--set", "budgets.smoke.timesteps=6000", "--set", "budgets.smoke.eval_episodes=3")
+    proc = script(
+        "train.py",
+        CARTPOLE,
+        "--budget",
+        "smoke",
+        "--out",
+        tmp_path,
+        "--no-progress",
+        "--set",
+        "normalize=true",
+        "--set",
+        "budgets.smoke.timesteps=6000",
+        "--set",
+        "budgets.smoke.eval_episodes=3",
+    )
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "classic_cartpole_a2c/CartPole-v1/swa/seed0"
     result = json.loads((run / "result.json").read_text())
@@ -208,8 +279,8 @@ def test_a_grid_says_where_it_is(tmp_path, capsys):
     """When nothing finishes for a while: runs done / running / queued, steps of each running run, time left."""
     import time
 
+    from agents.cli.compare import Job, _drive
     from agents.progress import FILE
-    from scripts.compare import Job, _drive
 
     run = tmp_path / "prefix"
     run.mkdir()
@@ -227,7 +298,9 @@ def test_a_grid_says_where_it_is(tmp_path, capsys):
         return handles[0], ("done", "")
 
     arms = [Job(print, (), f"arm {v}", steps=500) for v in "ab"]
-    _drive(lambda job: job.label, wait_one, [Job(print, (), "prefix", then=arms, path=run, steps=1000)], limit=1, progress_every=7)
+    _drive(
+        lambda job: job.label, wait_one, [Job(print, (), "prefix", then=arms, path=run, steps=1000)], limit=1, progress_every=7
+    )
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("progress:")]
     assert calls[0] == 7 and len(lines) == 2
     assert lines[0] == "progress: 0 done, 1 running, 2 queued | prefix 100/1,000"
@@ -259,12 +332,33 @@ def test_on_a_terminal_the_grid_shows_a_live_bar_per_running_run(tmp_path):
 
 
 def test_act_avg_and_reset_avg_arms_fork_from_the_same_prefix_and_reach_the_report(tmp_path):
-    proc = script("compare.py", CARTPOLE, "--budget", "smoke", "--seeds", "1", "--jobs", "2", "--out", tmp_path, "--reps", "50",
-                  "--set", "variants=[baseline, act_avg, reset_avg]", "--set", "swa.reset_every=5",
-                  "--set", "swa.averages=[ema@0.9@0]", "--set", "swa.act_with=ema_0.9_from_0")
+    proc = script(
+        "compare.py",
+        CARTPOLE,
+        "--budget",
+        "smoke",
+        "--seeds",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        tmp_path,
+        "--reps",
+        "50",
+        "--set",
+        "variants=[baseline, act_avg, reset_avg]",
+        "--set",
+        "swa.reset_every=5",
+        "--set",
+        "swa.averages=[ema@0.9@0]",
+        "--set",
+        "swa.act_with=ema_0.9_from_0",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / "classic_cartpole_a2c"
-    results = {v: json.loads((exp / f"CartPole-v1/{v}/seed0/result.json").read_text()) for v in ("baseline", "act_avg", "reset_avg")}
+    results = {
+        v: json.loads((exp / f"CartPole-v1/{v}/seed0/result.json").read_text()) for v in ("baseline", "act_avg", "reset_avg")
+    }
     assert len({r["fork_digest"] for r in results.values()}) == 1  # the same prefix
     assert not (exp / "CartPole-v1/swa").exists()
     report = (exp / "report/report.md").read_text()

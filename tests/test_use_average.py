@@ -28,7 +28,15 @@ def test_rollouts_act_with_the_average_and_train_the_online_weights(algo):
     def model():
         if algo == "a2c":
             return A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
-        return DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+        return DDPG(
+            "MlpPolicy",
+            "Pendulum-v1",
+            learning_starts=50,
+            batch_size=16,
+            seed=0,
+            device="cpu",
+            policy_kwargs=dict(net_arch=[8]),
+        )
 
     acting = model()
     swa = SWACallback(start=0.3, averages=["ema@0.9@0"])
@@ -62,8 +70,12 @@ def test_reset_to_the_average_every_n_updates(parts, optimizer):
 
 def test_bad_arguments_name_the_field():
     swa = SWACallback()
-    for kwargs, field in [({"every": 0}, "every"), ({"every": 5, "parts": "trunk"}, "parts"),
-                          ({"every": 5, "optimizer": "zero"}, "optimizer"), ({"every": 5, "average": "ema_0.9_from_0"}, "average")]:
+    for kwargs, field in [
+        ({"every": 0}, "every"),
+        ({"every": 5, "parts": "trunk"}, "parts"),
+        ({"every": 5, "optimizer": "zero"}, "optimizer"),
+        ({"every": 5, "average": "ema_0.9_from_0"}, "average"),
+    ]:
         with pytest.raises(ValueError, match=field):
             ResetToAverage(swa, **kwargs)
     with pytest.raises(ValueError, match="average"):

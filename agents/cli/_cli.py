@@ -23,6 +23,9 @@ from agents.config import ConfigError  # noqa: E402  (after the handlers: its im
 
 
 def command_line() -> str:
+    """The command that started this process, runnable again."""
+    if sys.argv[0].startswith("rl-swa "):  # the console script (agents.cli.main)
+        return shlex.join([*sys.argv[0].split(), *sys.argv[1:]])
     return shlex.join([sys.executable, *sys.argv])
 
 

@@ -1,0 +1,201 @@
+"""Choose the averaging window after training, on validation episodes, and report it on test episodes.
+
+    python scripts/posthoc.py runs/<experiment>/<env>/baseline/seed0 [--val-episodes 10] [--test-episodes 10]
+
+Needs a run trained with ``swa.posthoc_points > 0`` (its ``posthoc.pt`` holds the running equal
+average, and the power EMAs of ``swa.posthoc_sigma_rels``, at evenly spaced times). Candidates:
+
+- every window [t_a, t_b] between two saved times, rebuilt exactly (``rl_swa.posthoc.window_average``);
+- post-hoc EMA profiles at the end of the run for each ``--sigma-rels`` width, synthesized from
+  the saved averages (``rl_swa.posthoc.synthesize_ema``; runs saved before power EMAs existed
+  get windows only).
+
+All are scored on validation episodes; the best of all, the best window and the best EMA profile
+are then scored on test episodes next to the online policy and the run's fixed-start average.
+
+Validation and test episodes are seeded from disjoint ranges (``episode_seeds``): the selection
+code only ever receives validation seeds, so selecting on test episodes is impossible.
+Writes ``posthoc.json`` in the run directory and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.cli._cli import guarded  # first: signals during start-up
+from agents.config import ConfigError, parse_config
+from agents.rundir import read_yaml
+from rl_swa.files import atomic_write
+
+VALIDATION_OFFSET = 1_000_000  # validation seeds: eval seed + 1e6 + i; test seeds: eval seed + i
+
+
+def episode_seeds(split: str, base: int, n: int) -> list[int]:
+    if split == "test":
+        return [base + i for i in range(n)]
+    if split == "validation":
+        return [base + VALIDATION_OFFSET + i for i in range(n)]
+    raise ValueError(f"split={split!r} is not supported; allowed: test, validation")
+
+
+def play(policy, cfg, env_id: str, seeds: list[int], deterministic: bool) -> float:
+    """Mean return of one episode per seed (each episode's env reset with its own seed)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from agents.envs import make_env
+
+    returns = []
+    for seed in seeds:
+        env = make_env(cfg, env_id, 1, seed, training=False)
+        rewards, _ = evaluate_policy(
+            policy, env, n_eval_episodes=1, deterministic=deterministic, return_episode_rewards=True, warn=False
+        )
+        env.close()
+        returns.append(rewards[0])
+    return float(np.mean(returns))
+
+
+def windows(points: list[dict]) -> list[tuple[dict | None, dict]]:
+    starts = [None, *points]
+    return [(a, b) for i, a in enumerate(starts) for b in points[i:] if a is None or b["n"] > a["n"]]
+
+
+def select_window(candidates, score_on_validation) -> tuple[int, list[float]]:
+    """Index of the best candidate by validation score (the only scores this function sees)."""
+    scores = [score_on_validation(c) for c in candidates]
+    return int(np.argmax(scores)), scores
+
+
+def candidates_of(points: list[dict], sigma_rels: list[float]) -> list[dict]:
+    """Every window between saved times and every EMA profile: ``{"kind", "label", "weights", ...}``."""
+    from rl_swa.posthoc import synthesize_ema, window_average
+
+    out = []
+    for a, b in windows(points):
+        start = 0 if a is None else a["step"]
+        out.append(
+            {
+                "kind": "window",
+                "label": f"window {start}-{b['step']}",
+                "from_step": start,
+                "to_step": b["step"],
+                "snapshots": b["n"] - (0 if a is None else a["n"]),
+                "weights": window_average(b, a),
+            }
+        )
+    if any(p.get("power") for p in points):
+        for sigma in sigma_rels:
+            weights, error = synthesize_ema(points, sigma)
+            out.append(
+                {
+                    "kind": "ema",
+                    "label": f"ema sigma_rel={sigma}",
+                    "sigma_rel": sigma,
+                    "to_step": points[-1]["step"],
+                    "profile_error": round(error, 4),
+                    "weights": weights,
+                }
+            )
+    return out
+
+
+@guarded
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("--val-episodes", type=int, default=10)
+    p.add_argument("--test-episodes", type=int, default=10)
+    p.add_argument(
+        "--sigma-rels",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25],
+        help="widths of the post-hoc EMA profiles to try (relative standard deviation, Karras et al. 2024)",
+    )
+    args = p.parse_args()
+    from rl_swa import SWAPolicy
+    from rl_swa.posthoc import check_sigma_rels
+
+    torch.set_num_threads(1)
+    try:
+        check_sigma_rels("--sigma-rels", args.sigma_rels)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for name in ("val_episodes", "test_episodes"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
+    run = Path(args.run_dir)
+    for need in ("config.yaml", "policy.safetensors", "posthoc.pt"):
+        if not (run / need).is_file():
+            raise ConfigError(f"{run}: no {need} (train with --set swa.posthoc_points=10 and let the run finish)")
+    meta = read_yaml(run / "config.yaml")
+    cfg = parse_config(meta["config"], str(run / "config.yaml"))
+    env_id, det, base = meta["env"], cfg.eval.deterministic, cfg.eval.seed
+    try:
+        saved = torch.load(run / "posthoc.pt", weights_only=True)  # tensors and plain data only: loading runs no code
+        online = SWAPolicy.load(run / "policy.safetensors", device="cpu")
+        fixed = (
+            SWAPolicy.load(run / "swa_policy.safetensors", device="cpu") if (run / "swa_policy.safetensors").exists() else None
+        )
+    except (ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"{run}: {exc}".replace("\n", " ")) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("points"), list):
+        raise ConfigError(f"{run / 'posthoc.pt'}: holds no saved points")
+    points = saved["points"]
+    template = online.policy
+    val_seeds = episode_seeds("validation", base, args.val_episodes)
+    test_seeds = episode_seeds("test", base, args.test_episodes)
+    assert not set(val_seeds) & set(test_seeds)
+
+    def policy_with(weights: dict) -> SWAPolicy:
+        policy = type(template)(**template._get_constructor_parameters())
+        policy.load_state_dict(template.state_dict())
+        state = policy.state_dict()
+        state.update(weights)
+        policy.load_state_dict(state)
+        return SWAPolicy(policy, obs_normalizer=online.obs_normalizer)
+
+    candidates = candidates_of(points, args.sigma_rels)
+    best, val_scores = select_window(candidates, lambda c: play(policy_with(c["weights"]), cfg, env_id, val_seeds, det))
+
+    def described(i: int) -> dict:
+        return {k: v for k, v in candidates[i].items() if k != "weights"} | {"validation": val_scores[i]}
+
+    result = {
+        "run": str(run),
+        "env": env_id,
+        "val_seeds": [val_seeds[0], val_seeds[-1]],
+        "test_seeds": [test_seeds[0], test_seeds[-1]],
+        "saved_points": [(p["step"], p["n"]) for p in points],
+        "windows_tried": sum(c["kind"] == "window" for c in candidates),
+        "ema_profiles_tried": sum(c["kind"] == "ema" for c in candidates),
+        "chosen": described(best),
+        "test_online": play(online, cfg, env_id, test_seeds, det),
+        "test_posthoc": play(policy_with(candidates[best]["weights"]), cfg, env_id, test_seeds, det),
+        "validation": {c["label"]: v for c, v in zip(candidates, val_scores)},
+    }
+    for kind in ("window", "ema"):  # the best of each family, also chosen on validation only
+        family = [i for i, c in enumerate(candidates) if c["kind"] == kind]
+        if family:
+            pick = max(family, key=lambda i: val_scores[i])
+            result[f"chosen_{kind}"] = described(pick)
+            result[f"test_posthoc_{kind}"] = (
+                result["test_posthoc"]
+                if pick == best
+                else play(policy_with(candidates[pick]["weights"]), cfg, env_id, test_seeds, det)
+            )
+    if fixed is not None:
+        result["test_fixed_start"] = play(fixed, cfg, env_id, test_seeds, det)
+    atomic_write(run / "posthoc.json", json.dumps(result, indent=1))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    main()

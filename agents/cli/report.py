@@ -1,0 +1,545 @@
+"""Statistics and the results report of a compare grid.
+
+    python scripts/report.py runs/<experiment> [--out DIR] [--last-k 3] [--reps 2000]
+
+Reads every ``<env>/<variant>/seed<k>/`` (``result.json`` + ``eval.csv``) of one experiment and
+writes ``report.md``, ``runs.csv`` and a learning-curve PNG per env.
+
+Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
+over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
+across envs, IQM and probability of improvement with stratified-bootstrap CIs. (``rliable``
+does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from agents.cli._cli import guarded  # first: signals during start-up
+from agents.config import ConfigError
+from agents.rundir import read_csv, read_json
+
+# Atari: human-normalized scores, (random, human) per game (Mnih et al. 2015 / Badia et al. 2020).
+ATARI_REFERENCE = {
+    "Breakout": (1.7, 30.5),
+    "Qbert": (163.9, 13455.0),
+    "SpaceInvaders": (148.0, 1668.7),
+    "Seaquest": (68.4, 42054.7),
+    "BeamRider": (363.9, 16926.5),
+    "CrazyClimber": (10780.5, 35829.4),
+    "Pong": (-20.7, 14.6),
+}
+# Published A2C scores to set ours beside: RL Zoo (one run, 10M env steps = 40M frames) and the SWA
+# paper (Nikishin et al. 2018; A2C vs A2C+SWA, mean ± spread, frames and seeds unpublished).
+PUBLISHED = {
+    "Breakout": {"rl_zoo_a2c_10M": 279.8, "paper_a2c": "522 ± 34", "paper_a2c_swa": "703 ± 60"},
+    "Qbert": {"rl_zoo_a2c_10M": 3882.3, "paper_a2c": "18777 ± 778", "paper_a2c_swa": "21272 ± 655"},
+    "SpaceInvaders": {"rl_zoo_a2c_10M": 627.2, "paper_a2c": "7727 ± 1121", "paper_a2c_swa": "21676 ± 8897"},
+    "Seaquest": {"rl_zoo_a2c_10M": 1721.5, "paper_a2c": "1779 ± 4", "paper_a2c_swa": "1795 ± 4"},
+    "BeamRider": {"rl_zoo_a2c_10M": 2890.3, "paper_a2c": "9999 ± 402", "paper_a2c_swa": "11321 ± 1065"},
+    "CrazyClimber": {"paper_a2c": "147030 ± 10239", "paper_a2c_swa": "139752 ± 11618"},
+    "Pong": {"rl_zoo_a2c_10M": 17.3},
+}
+# What each arm deploys: the baseline its online policy, the swa arm its averaged policy.
+ARMS = {
+    "baseline": ("baseline", "online_mean_reward"),
+    "baseline_avg": ("baseline", "swa_mean_reward"),
+    "swa_online": ("swa", "online_mean_reward"),
+    "swa": ("swa", "swa_mean_reward"),
+}
+ARM_LABELS = {
+    "baseline": "baseline (online)",
+    "baseline_avg": "baseline + eval-only average",
+    "swa_online": "swa arm, online weights",
+    "swa": "SWA (averaged policy)",
+}
+
+
+# ---------------------------------------------------------------------------- loading
+def load_runs(experiment_dir: str | Path) -> list[dict]:
+    """Every finished run (with result.json) under ``experiment_dir``."""
+    runs = []
+    for result in sorted(Path(experiment_dir).glob("*/*/seed*/result.json")):
+        if result.parent.parent.name == "prefix":
+            continue
+        info = read_json(result)
+        info["curve"] = read_csv(result.parent / "eval.csv") if (result.parent / "eval.csv").exists() else []
+        posthoc = result.parent / "posthoc.json"
+        info["posthoc"] = read_json(posthoc) if posthoc.exists() else None
+        runs.append(info)
+    return runs
+
+
+def normalizer(env_id: str):
+    game = env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    if game in ATARI_REFERENCE:
+        lo, hi = ATARI_REFERENCE[game]
+        return (lambda x: (np.asarray(x) - lo) / (hi - lo)), "human-normalized"
+    return None, None
+
+
+# ---------------------------------------------------------------------------- statistics
+def bootstrap_ci(x, func=np.mean, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``func`` over the runs in ``x``."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(reps, len(x)))
+    values = np.array([func(x[i]) for i in idx])
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean over all runs x tasks (the middle 50%)."""
+    return float(stats.trim_mean(np.asarray(scores).reshape(-1), 0.25))
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) averaged over tasks, ties counting half (columns are tasks, rows runs)."""
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    per_task = []
+    for j in range(x.shape[1]):
+        a, b = x[:, j][:, None], y[:, j][None, :]
+        per_task.append(float(np.mean((a > b) + 0.5 * (a == b))))
+    return float(np.mean(per_task))
+
+
+def stratified_bootstrap_ci(func, *arrays: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """CI of ``func(*arrays)`` resampling runs independently within each task (column)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(reps):
+        resampled = []
+        for a in arrays:
+            n, k = a.shape
+            idx = rng.integers(0, n, size=(n, k))
+            resampled.append(np.take_along_axis(a, idx, axis=0))
+        values.append(func(*resampled))
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def stability(curve: list[dict], key: str, last_k: int) -> dict[str, float]:
+    """Mean and spread of the last K evaluations, and the drop from the best evaluation to the final one."""
+    values = np.array([r.get(key, np.nan) for r in curve], dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return {"last_k_mean": np.nan, "last_k_std": np.nan, "best_to_final_drop": np.nan}
+    tail = values[-last_k:]
+    return {
+        "last_k_mean": float(tail.mean()),
+        "last_k_std": float(tail.std()),
+        "best_to_final_drop": float(values.max() - values[-1]),
+    }
+
+
+def arms_in(runs: list[dict]) -> dict[str, tuple[str, str]]:
+    """The standard arms plus one per further average found in the evaluation histories."""
+    arms = dict(ARMS)
+    for variant in sorted({r["variant"] for r in runs} - {"baseline", "swa"}):  # act_avg, reset_avg: online and average
+        arms[variant] = (variant, "online_mean_reward")
+        arms[f"{variant}:average"] = (variant, "swa_mean_reward")
+    for r in runs:
+        for key in r["curve"][-1] if r["curve"] else {}:
+            name = key.removesuffix("_mean_reward")
+            if key.endswith("_mean_reward") and name not in ("online", "swa"):
+                arms[f"{r['variant']}:{name}"] = (r["variant"], key)
+    return arms
+
+
+def _label(arm: str) -> str:
+    if arm in ARM_LABELS:
+        return ARM_LABELS[arm]
+    if ":" not in arm:
+        return f"{arm} arm, online weights"
+    variant, name = arm.split(":", 1)
+    return f"{variant} arm, average {name}"
+
+
+def arm_scores(runs: list[dict], env: str, arm: str, arms: dict | None = None) -> dict[int, float]:
+    variant, key = (arms or ARMS)[arm]
+    out = {}
+    for r in runs:
+        if r["env"] == env and r["variant"] == variant and r["curve"]:
+            value = r["curve"][-1].get(key, np.nan)
+            if not np.isnan(value):
+                out[int(r["seed"])] = float(value)
+    return out
+
+
+def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
+    """All numbers of the report, as plain data (tested against hand-computed values)."""
+    envs = sorted({r["env"] for r in runs})
+    all_arms = arms_in(runs)
+    per_env = {}
+    for env in envs:
+        arms = {}
+        for arm in all_arms:
+            scores = arm_scores(runs, env, arm, all_arms)
+            if not scores:
+                continue
+            x = np.array(list(scores.values()))
+            variant, key = all_arms[arm]
+            stab = [stability(r["curve"], key, last_k) for r in runs if r["env"] == env and r["variant"] == variant]
+            arms[arm] = {
+                "n": len(x),
+                "mean": float(x.mean()),
+                "std": float(x.std(ddof=1)) if len(x) > 1 else float("nan"),
+                "ci": bootstrap_ci(x, reps=reps),
+                "scores": scores,
+                **{k: float(np.nanmean([s[k] for s in stab])) for k in ("last_k_mean", "last_k_std", "best_to_final_drop")},
+            }
+        paired = {}
+        own_online = {"baseline": "baseline", "swa": "swa_online"}  # each further average vs its arm's online policy
+        extra_pairs = [(arm, own_online.get(all_arms[arm][0], all_arms[arm][0])) for arm in all_arms if ":" in arm]
+        extra_pairs += [
+            (arm, "baseline") for arm in all_arms if arm not in ARMS and ":" not in arm
+        ]  # a new arm vs the baseline
+        for a, b in (("swa", "baseline"), ("baseline_avg", "baseline"), ("swa", "swa_online"), *extra_pairs):
+            if a in arms and b in arms:
+                seeds = sorted(set(arms[a]["scores"]) & set(arms[b]["scores"]))
+                d = np.array([arms[a]["scores"][s] - arms[b]["scores"][s] for s in seeds])
+                if len(d):
+                    paired[f"{a} - {b}"] = {
+                        "n": len(d),
+                        "mean": float(d.mean()),
+                        "ci": bootstrap_ci(d, reps=reps),
+                        "wins": int((d > 0).sum()),
+                        "ties": int((d == 0).sum()),
+                    }
+        steps = sorted({int(r["timesteps"]) for r in runs if r["env"] == env and "timesteps" in r})
+        walls = {
+            v: [r["wall_s"] for r in runs if r["env"] == env and r["variant"] == v and r.get("wall_s")]
+            for v in ("baseline", "swa")
+        }
+        per_env[env] = {
+            "arms": arms,
+            "paired": paired,
+            "timesteps": steps,
+            "wall_min": {v: float(np.mean(w)) / 60 for v, w in walls.items() if w},
+        }
+    for env in envs:
+        per_env[env]["posthoc"] = _posthoc(runs, env, reps)
+    aggregate = _aggregate(per_env, reps)
+    return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
+
+
+POSTHOC_SCORES = ("test_online", "test_fixed_start", "test_posthoc", "test_posthoc_window", "test_posthoc_ema")
+POSTHOC_PAIRS = (
+    ("test_posthoc", "test_fixed_start"),
+    ("test_posthoc", "test_online"),
+    ("test_posthoc_window", "test_fixed_start"),
+    ("test_posthoc_ema", "test_fixed_start"),
+    ("test_posthoc_ema", "test_posthoc_window"),
+)
+
+
+def _chosen_label(posthoc: dict) -> str:
+    if "chosen" in posthoc:
+        return posthoc["chosen"]["label"]
+    window = posthoc["chosen_window"]  # posthoc.json written before EMA profiles existed
+    return f"window {window['from_step']}-{window['to_step']}"
+
+
+def _posthoc(runs: list[dict], env: str, reps: int) -> dict:
+    """Test scores of post-hoc windows (scripts/posthoc.py) vs the online policy and the fixed start, per variant."""
+    out = {}
+    for variant in ("baseline", "swa"):
+        rows = [r["posthoc"] for r in runs if r["env"] == env and r["variant"] == variant and r.get("posthoc")]
+        if not rows:
+            continue
+        entry = {"n": len(rows), "chosen": [_chosen_label(p) for p in rows]}
+        for key in POSTHOC_SCORES:
+            x = np.array([p[key] for p in rows if key in p], dtype=float)
+            if x.size:
+                entry[key] = {"n": int(x.size), "mean": float(x.mean()), "ci": bootstrap_ci(x, reps=reps)}
+        for a, b in POSTHOC_PAIRS:
+            d = np.array([p[a] - p[b] for p in rows if a in p and b in p], dtype=float)
+            if d.size:
+                entry[f"{a} - {b}"] = {
+                    "n": int(d.size),
+                    "mean": float(d.mean()),
+                    "ci": bootstrap_ci(d, reps=reps),
+                    "wins": int((d > 0).sum()),
+                    "ties": int((d == 0).sum()),
+                }
+        out[variant] = entry
+    return out
+
+
+def _matrix(per_env: dict, arm: str, envs: list[str], normalize: bool) -> np.ndarray | None:
+    cols = []
+    for env in envs:
+        arm_data = per_env[env]["arms"].get(arm)
+        if arm_data is None:
+            return None
+        x = np.array([arm_data["scores"][s] for s in sorted(arm_data["scores"])])
+        fn, _ = normalizer(env)
+        cols.append(fn(x) if (normalize and fn) else x)
+    n = min(len(c) for c in cols)
+    return np.stack([c[:n] for c in cols], axis=1)
+
+
+def _aggregate(per_env: dict, reps: int) -> dict:
+    envs = list(per_env)
+    out = {}
+    swa, base = _matrix(per_env, "swa", envs, True), _matrix(per_env, "baseline", envs, True)
+    if swa is None or base is None or len(swa) < 2:
+        return out
+    out["probability_of_improvement"] = {
+        "value": probability_of_improvement(swa, base),
+        "ci": stratified_bootstrap_ci(probability_of_improvement, swa, base, reps=reps),
+    }
+    all_atari = all(normalizer(e)[0] is not None for e in envs)
+    if all_atari or len(envs) == 1:
+        label = "human-normalized" if all_atari else "raw score"
+        for arm, m in (("swa", swa), ("baseline", base)):
+            out[f"iqm_{arm}"] = {"value": iqm(m), "ci": stratified_bootstrap_ci(iqm, m, reps=reps), "scale": label}
+    return out
+
+
+# ---------------------------------------------------------------------------- output
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3f}"
+
+
+def _ci(stat: dict) -> str:
+    return f"[{_fmt(stat['ci'][0])}, {_fmt(stat['ci'][1])}]"
+
+
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(summary: dict, title: str) -> str:
+    k = summary["last_k"]
+    lines = [f"# {title}", ""]
+    lines.append(
+        "Final score = mean return of the last evaluation (same evaluation episodes for every policy). "
+        "CI: 95% percentile bootstrap over seeds. Paired differences are taken per seed; the two arms "
+        "of a seed continue from the same prefix checkpoint."
+    )
+    lines.append("")
+    for env in summary["envs"]:
+        data = summary["per_env"][env]
+        lines += [
+            f"## {env}",
+            "",
+            f"| policy | seeds | final mean ± std | 95% CI | last-{k} mean | last-{k} spread | best→final drop |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for arm, a in data["arms"].items():
+            cells = [
+                _label(arm),
+                a["n"],
+                f"{_fmt(a['mean'])} ± {_fmt(a['std'])}",
+                _ci(a),
+                _fmt(a["last_k_mean"]),
+                _fmt(a["last_k_std"]),
+                _fmt(a["best_to_final_drop"]),
+            ]
+            lines.append(_row(cells))
+        lines += ["", "| paired difference | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
+        for name, p in data["paired"].items():
+            lines.append(_row([name, p["n"], _fmt(p["mean"]), _ci(p), f"{p['wins']} / {p['ties']}"]))
+        for variant, ph in data.get("posthoc", {}).items():
+            lines += [
+                "",
+                f"Post-hoc averaging ({variant} runs, chosen on validation episodes, scored on test episodes; "
+                f"chosen: {ph['chosen']}):",
+                "",
+                "| test score | seeds | mean | 95% CI | wins / ties |",
+                "|---|---|---|---|---|",
+            ]
+            for key in POSTHOC_SCORES:
+                if key in ph:
+                    lines.append(_row([key, ph[key]["n"], _fmt(ph[key]["mean"]), _ci(ph[key]), ""]))
+            for a, b in POSTHOC_PAIRS:
+                if (key := f"{a} - {b}") in ph:
+                    d = ph[key]
+                    lines.append(_row([key, d["n"], _fmt(d["mean"]), _ci(d), f"{d['wins']} / {d['ties']}"]))
+        lines += _context(env, data)
+        lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
+    agg = summary["aggregate"]
+    if agg:
+        lines += ["## Aggregate over envs (stratified bootstrap, 95% CI)", ""]
+        for name, a in agg.items():
+            scale = f" ({a['scale']})" if "scale" in a else ""
+            lines.append(f"- {name}{scale}: {_fmt(a['value'])} [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}]")
+        lines.append("")
+    lines.append(_verdict(summary))
+    return "\n".join(lines) + "\n"
+
+
+def _context(env: str, data: dict) -> list[str]:
+    """Budget, cost, and for Atari: random and human play, and the published A2C scores."""
+    out = [""]
+    if data.get("timesteps"):
+        out.append(f"Budget: {', '.join(f'{t:,}' for t in data['timesteps'])} env steps per run.")
+    if data.get("wall_min"):
+        out.append(
+            "Wall time per arm after the fork (mean): "
+            + ", ".join(f"{v} {m:.0f} min" for v, m in data["wall_min"].items())
+            + "."
+        )
+    game = env.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    if game in ATARI_REFERENCE:
+        lo, hi = ATARI_REFERENCE[game]
+        base = data["arms"].get("baseline")
+        verdict = ""
+        if base and not np.isnan(base["ci"][0]):
+            left = base["ci"][0] > lo
+            verdict = (
+                f" The baseline's final score {'has' if left else 'has not'} left random play (CI lower bound "
+                f"{_fmt(base['ci'][0])} vs random {lo}){'' if left else ': give its SWA comparison no weight'}."
+            )
+        pub = PUBLISHED.get(game, {})
+        zoo = f"; RL Zoo A2C at 10M env steps (40M frames): {pub['rl_zoo_a2c_10M']}" if "rl_zoo_a2c_10M" in pub else ""
+        paper = (
+            f"; SWA paper (frames unpublished): A2C {pub['paper_a2c']}, A2C+SWA {pub['paper_a2c_swa']}"
+            if "paper_a2c" in pub
+            else ""
+        )
+        frames = f" (4 frames per env step: {4 * data['timesteps'][-1]:,} frames here)" if data.get("timesteps") else ""
+        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{verdict}")
+    return out
+
+
+def _verdict(summary: dict) -> str:
+    out = ["## Verdict", ""]
+    for env in summary["envs"]:
+        p = summary["per_env"][env]["paired"].get("swa - baseline")
+        if not p:
+            continue
+        lo, hi = p["ci"]
+        if lo > 0:
+            word = "SWA beat the baseline"
+        elif hi < 0:
+            word = "SWA lost to the baseline"
+        else:
+            word = "no clear difference (the CI covers 0)"
+        out.append(f"- {env}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds.")
+    return "\n".join(out)
+
+
+def runs_csv(runs: list[dict]) -> str:
+    keys = [
+        "env",
+        "variant",
+        "seed",
+        "budget",
+        "timesteps",
+        "final_online",
+        "final_swa",
+        "n_averaged",
+        "skipped",
+        "fork_step",
+        "wall_s",
+        "steps_per_s",
+    ]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(runs)
+    return buf.getvalue()
+
+
+def plot_curves(runs: list[dict], env: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm, color in (
+        ("baseline", "tab:blue"),
+        ("swa_online", "tab:orange"),
+        ("swa", "tab:green"),
+        ("baseline_avg", "tab:gray"),
+    ):
+        variant, key = ARMS[arm]
+        curves = [r["curve"] for r in runs if r["env"] == env and r["variant"] == variant and r["curve"]]
+        if not curves:
+            continue
+        steps = sorted({row["step"] for c in curves for row in c if not np.isnan(row.get(key, np.nan))})
+        if not steps:
+            continue
+        table = np.full((len(curves), len(steps)), np.nan)
+        for i, c in enumerate(curves):
+            for row in c:
+                if row["step"] in steps:
+                    table[i, steps.index(row["step"])] = row.get(key, np.nan)
+        mean = np.nanmean(table, axis=0)
+        ci = np.array(
+            [
+                bootstrap_ci(col[~np.isnan(col)], reps=500) if (~np.isnan(col)).sum() > 1 else (m, m)
+                for col, m in zip(table.T, mean)
+            ]
+        )
+        ax.plot(steps, mean, label=ARM_LABELS[arm], color=color)
+        ax.fill_between(steps, ci[:, 0], ci[:, 1], color=color, alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(env)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    experiment_dir: str | Path,
+    out_dir: str | Path | None = None,
+    last_k: int = 3,
+    reps: int = 2000,
+    not_finished: dict[str, str] | None = None,
+) -> Path:
+    experiment_dir = Path(experiment_dir)
+    out = Path(out_dir) if out_dir else experiment_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(experiment_dir)
+    if not runs:
+        raise ConfigError(f"{experiment_dir}: no finished runs (no */*/seed*/result.json)")
+    summary = summarize(runs, last_k, reps)
+    for env in summary["envs"]:
+        plot_curves(runs, env, out / f"curves_{env.replace('/', '_')}.png")
+    (out / "runs.csv").write_text(runs_csv(runs))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    text = markdown(summary, f"Results: {experiment_dir.name}")
+    made_by = sorted({(r.get("code", "not recorded"), r.get("cpu", "not recorded")) for r in runs})
+    text += "\n## Made by\n\n" + "".join(f"- code {code} on {cpu}\n" for code, cpu in made_by)
+    if not_finished:
+        text += "\n## Runs that did not finish\n\n" + "".join(
+            f"- {label}: {why}\n" for label, why in sorted(not_finished.items())
+        )
+    (out / "report.md").write_text(text)
+    return out / "report.md"
+
+
+@guarded
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment_dir")
+    p.add_argument("--out", default=None)
+    p.add_argument("--last-k", type=int, default=3)
+    p.add_argument("--reps", type=int, default=2000)
+    args = p.parse_args()
+    for name in ("last_k", "reps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
+    if not Path(args.experiment_dir).is_dir():
+        raise ConfigError(f"{args.experiment_dir}: no such folder")
+    print(write_report(args.experiment_dir, args.out, args.last_k, args.reps))
+    return 0
+
+
+if __name__ == "__main__":
+    main()
