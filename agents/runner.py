@@ -246,63 +246,13 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
         model, env = _restore(cfg, env_id, seed, source, swa)
         if found:
             print(f"resuming {path} from {found[0].name} (step {source['num_timesteps']})", flush=True)
-    fork_step = source["num_timesteps"] if prefix else None
-    fork_digest = source["digest"] if prefix else None
-    if found:  # keep what the first start recorded about its fork
-        previous = yaml.safe_load((path / "config.yaml").read_text())
-        fork_step, fork_digest = previous.get("fork_step"), previous.get("fork_digest")
-    elif prefix:
-        data = yaml.safe_load((path / "config.yaml").read_text())
-        atomic_write(
-            path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False)
-        )
+    fork_step, fork_digest = _record_fork(path, found, prefix, source)
     model.set_logger(configure(str(path / "tb"), ["tensorboard"]))
     saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa)
     start_steps = int(model.num_timesteps)
-    diverged_at = None
-    try:
-        with checkpoint.signals_to(saver):
-            callbacks = CallbackList([swa, saver, ProgressFile(path, b.timesteps), *variant_callbacks(cfg, variant, swa)])
-            model.learn(
-                b.timesteps - start_steps, callback=callbacks, reset_num_timesteps=source is None, progress_bar=progress
-            )
-    except checkpoint.Divergence as exc:
-        diverged_at = exc.step
-        if cfg.on_divergence == "stop":
-            env.close()
-            eval_env.close()
-            previous = checkpoint.checkpoints(path / "ckpt")
-            raise Diverged(path, exc.step, previous[0] if previous else None) from None
-        print(
-            f"warning: weights hold NaN/Inf at step {exc.step}; finishing the run with its averages (on_divergence=finish)",
-            flush=True,
-        )
-        swa.on_training_end()  # final evaluation (the averages; the online policy is broken) and clean-up
-    if saver.interrupted:
-        env.close()
-        eval_env.close()
-        raise Interrupted(path, saver.last_step, saver.last_path)
+    diverged_at = _learn(cfg, variant, b.timesteps, model, env, eval_env, swa, saver, path, source is None, progress)
     wall = time.time() - t0
-
-    model.save(path / "model.zip")  # SB3's format (trusted files only: it unpickles)
-    SWAPolicy(
-        model.policy,
-        {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "env_id": env_id, "weights": "online"},
-        ObsNormalizer.from_env(env),
-    ).save(path / "policy.safetensors")
-    if swa.has_snapshot:
-        swa.policy.save(path / "swa_policy.safetensors")
-    if swa.posthoc:
-        blob = io.BytesIO()
-        torch.save({"points": swa.posthoc, "start_step": swa.start_step, "update_every": swa.update_every}, blob)
-        atomic_write(path / "posthoc.pt", blob.getvalue())
-    rows = swa.evaluations
-    buf = io.StringIO()
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path / "eval.csv", buf.getvalue())
+    rows = _save_outputs(path, model, env, env_id, swa)
     final = rows[-1] if rows else {}
     result = {
         "experiment": cfg.experiment,
@@ -335,3 +285,71 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     env.close()
     eval_env.close()
     return result
+
+
+def _record_fork(path: Path, found, prefix, source) -> tuple:
+    """(fork step, prefix digest) of a forked arm, written to its config.yaml at its first start."""
+    if found:  # keep what the first start recorded about its fork
+        previous = yaml.safe_load((path / "config.yaml").read_text())
+        return previous.get("fork_step"), previous.get("fork_digest")
+    if not prefix:
+        return None, None
+    fork_step, fork_digest = source["num_timesteps"], source["digest"]
+    data = yaml.safe_load((path / "config.yaml").read_text())
+    atomic_write(
+        path / "config.yaml", yaml.safe_dump({**data, "fork_step": fork_step, "fork_digest": fork_digest}, sort_keys=False)
+    )
+    return fork_step, fork_digest
+
+
+def _learn(cfg, variant, timesteps, model, env, eval_env, swa, saver, path, fresh, progress) -> int | None:
+    """Train to ``timesteps``; the step where the weights diverged (on_divergence=finish), else None.
+    Raises Diverged (on_divergence=stop) or Interrupted (a signal: a checkpoint was written)."""
+    diverged_at = None
+    try:
+        with checkpoint.signals_to(saver):
+            callbacks = CallbackList([swa, saver, ProgressFile(path, timesteps), *variant_callbacks(cfg, variant, swa)])
+            model.learn(
+                timesteps - int(model.num_timesteps), callback=callbacks, reset_num_timesteps=fresh, progress_bar=progress
+            )
+    except checkpoint.Divergence as exc:
+        diverged_at = exc.step
+        if cfg.on_divergence == "stop":
+            env.close()
+            eval_env.close()
+            previous = checkpoint.checkpoints(path / "ckpt")
+            raise Diverged(path, exc.step, previous[0] if previous else None) from None
+        print(
+            f"warning: weights hold NaN/Inf at step {exc.step}; finishing the run with its averages (on_divergence=finish)",
+            flush=True,
+        )
+        swa.on_training_end()  # final evaluation (the averages; the online policy is broken) and clean-up
+    if saver.interrupted:
+        env.close()
+        eval_env.close()
+        raise Interrupted(path, saver.last_step, saver.last_path)
+    return diverged_at
+
+
+def _save_outputs(path: Path, model, env, env_id: str, swa) -> list[dict]:
+    """model.zip, the online and averaged policies, posthoc.pt, eval.csv; returns the evaluation rows."""
+    model.save(path / "model.zip")  # SB3's format (trusted files only: it unpickles)
+    SWAPolicy(
+        model.policy,
+        {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "env_id": env_id, "weights": "online"},
+        ObsNormalizer.from_env(env),
+    ).save(path / "policy.safetensors")
+    if swa.has_snapshot:
+        swa.policy.save(path / "swa_policy.safetensors")
+    if swa.posthoc:
+        blob = io.BytesIO()
+        torch.save({"points": swa.posthoc, "start_step": swa.start_step, "update_every": swa.update_every}, blob)
+        atomic_write(path / "posthoc.pt", blob.getvalue())
+    rows = swa.evaluations
+    buf = io.StringIO()
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path / "eval.csv", buf.getvalue())
+    return rows

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from rl_swa.layout import _Group, _host_finite, _sums, all_finite, flatten_parameters  # noqa: F401 (public here too)
+from rl_swa.rules import MODES, make_rule  # noqa: F401
+
 STATE_VERSION = 1
-MODES = ("swa", "ema", "power")
 BUFFER_POLICIES = ("copy", "average", "ignore")
 WHERE_CHUNK_BYTES = 16 << 20  # accelerator NaN guard: bound on the transient where() sources
 # Devices whose fused SGD kernel reads ``found_inf`` and the learning rate from device memory:
@@ -25,98 +27,6 @@ FUSED_DEVICES = ("cuda", "cpu")
 # float32 only: the kernel takes the weight as a float32 (float64 would lose precision), and
 # torch 2.13's CPU kernel leaves bfloat16/float16 tensors of 16 or more elements unchanged.
 FUSED_DTYPES = (torch.float32,)
-# flatten_parameters starts each tensor on this boundary, as torch's CPU allocator does: BLAS
-# kernels then take the same paths as on separate tensors and training is bit for bit the same.
-ALIGN_BYTES = 64
-
-
-class _Rule:
-    """How one snapshot enters the average; subclass to add a mode (e.g. SWAG moments)."""
-
-    name = ""
-
-    def host_weight(self, n_averaged: int) -> float:
-        """Interpolation weight of the new snapshot given ``n_averaged`` earlier snapshots."""
-        raise NotImplementedError
-
-    def device_weight(self, n_averaged: Tensor) -> Tensor:
-        """Same as :meth:`host_weight`, computed on the device from a device counter."""
-        raise NotImplementedError
-
-    def config(self) -> dict:
-        return {}
-
-
-class _EqualRule(_Rule):
-    name = "swa"
-
-    def host_weight(self, n_averaged: int) -> float:
-        return 1.0 / (n_averaged + 1)
-
-    def device_weight(self, n_averaged: Tensor) -> Tensor:
-        return 1.0 / (n_averaged + 1)
-
-
-class _EMARule(_Rule):
-    name = "ema"
-
-    def __init__(self, decay: float, warmup: bool, warmup_gamma: float = 1.0, warmup_power: float = 2 / 3):
-        self.decay = decay
-        self.warmup = warmup
-        self.warmup_gamma = warmup_gamma
-        self.warmup_power = warmup_power
-
-    def _decay(self, n):
-        if not self.warmup:
-            return self.decay
-        # timm's ModelEmaV3 warmup: a short memory at first, growing towards ``decay``.
-        warm = 1.0 - (1.0 + n / self.warmup_gamma) ** (-self.warmup_power)
-        return torch.clamp(warm, max=self.decay) if isinstance(warm, Tensor) else min(warm, self.decay)
-
-    def host_weight(self, n_averaged: int) -> float:
-        return 1.0 if n_averaged == 0 else 1.0 - self._decay(n_averaged)
-
-    def device_weight(self, n_averaged: Tensor) -> Tensor:
-        return torch.where(n_averaged == 0, torch.ones_like(n_averaged), 1.0 - self._decay(n_averaged))
-
-    def config(self) -> dict:
-        return {"decay": self.decay, "warmup": self.warmup}
-
-
-class _PowerRule(_Rule):
-    """Power-function EMA of Karras et al. (2024): ``beta_t = (1 - 1/t) ** (gamma + 1)`` at snapshot ``t``.
-
-    The average weighs snapshot ``tau`` of ``t`` in proportion to ``tau ** gamma``: its profile
-    keeps the same shape relative to the run's length, which is what lets post-hoc EMA
-    synthesize other profiles from a few saved ones. ``gamma = 0`` is the equal average.
-    """
-
-    name = "power"
-
-    def __init__(self, gamma: float):
-        self.gamma = gamma
-
-    def host_weight(self, n_averaged):  # the same arithmetic serves a host int and a device tensor
-        return 1.0 - (1.0 - 1.0 / (n_averaged + 1)) ** (self.gamma + 1.0)
-
-    device_weight = host_weight
-
-    def config(self) -> dict:
-        return {"gamma": self.gamma}
-
-
-def _make_rule(mode: str, decay: float, warmup: bool, gamma: float | None = None) -> _Rule:
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not supported; allowed: {', '.join(MODES)}")
-    if mode == "swa":
-        return _EqualRule()
-    if mode == "power":
-        if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and gamma >= 0 and math.isfinite(gamma)):
-            raise ValueError(f"gamma={gamma!r} is not allowed; mode='power' needs a finite float >= 0")
-        return _PowerRule(float(gamma))
-    if not (isinstance(decay, (int, float)) and 0.0 < decay < 1.0):
-        raise ValueError(f"decay={decay!r} is not allowed; it must be a float in (0, 1)")
-    return _EMARule(float(decay), bool(warmup))
 
 
 def _named_tensors(source, buffers: str) -> tuple[dict[str, Tensor], dict[str, Tensor], nn.Module | None]:
@@ -138,155 +48,6 @@ def _named_tensors(source, buffers: str) -> tuple[dict[str, Tensor], dict[str, T
         if not isinstance(t, Tensor):
             raise ValueError(f"source[{name!r}] is a {type(t).__name__}, not a torch.Tensor")
     return params, {}, None
-
-
-def _align(numel: int, element_size: int) -> int:
-    """``numel`` rounded up to the next ALIGN_BYTES boundary."""
-    step = max(1, ALIGN_BYTES // element_size)
-    return -(-numel // step) * step
-
-
-def _aligned_offsets(tensors: list[Tensor]) -> tuple[list[int], int]:
-    """Offsets (in elements) of tensors laid out back to back, each starting on an ALIGN_BYTES
-    boundary, and the total span."""
-    offsets, end = [], 0
-    for t in tensors:
-        offsets.append(end)
-        end += _align(t.numel(), t.element_size())
-    return offsets, end
-
-
-def _runs(tensors: list[Tensor]) -> list[tuple[Tensor, list[int] | None]]:
-    """Split tensors into runs that lie in one storage, in order: each contiguous, of one dtype, and
-    starting where the previous one ended or less than ALIGN_BYTES later (the padding of
-    :func:`flatten_parameters`). Per run: a 1-D view spanning it and the tensors' offsets in it;
-    a tensor that is not contiguous is a run of its own, with offsets None."""
-    runs: list[list] = []  # [first tensor, storage pointer, start, end, offsets]
-    for t in tensors:
-        if not t.is_contiguous():
-            runs.append([t, None, 0, 0, None])
-            continue
-        ptr, offset = t.untyped_storage().data_ptr(), t.storage_offset()
-        last = runs[-1] if runs else None
-        if (
-            last is not None
-            and last[1] == ptr
-            and last[0].dtype == t.dtype
-            and last[3] <= offset < last[3] + max(1, ALIGN_BYTES // t.element_size())
-        ):
-            last[4].append(offset - last[2])
-            last[3] = offset + t.numel()
-        else:
-            runs.append([t, ptr, offset, offset + t.numel(), [0]])
-    return [
-        (first if offsets is None else first.detach().as_strided((end - start,), (1,), start), offsets)
-        for first, _, start, end, offsets in runs
-    ]
-
-
-def _sums(tensors: list[Tensor]) -> list[Tensor]:
-    # One sum per tensor, accumulated in at least float32: NaN and Inf propagate into a sum
-    # (Inf - Inf is NaN), and a finite sum cannot overflow unless the weights reach ~1e38 / numel,
-    # i.e. have diverged anyway. A sum is one vectorized read, the cheapest reduction on CPU (2x
-    # cheaper than the L2 norm, 2x than max or aminmax), and does not flag large finite weights.
-    return [x.sum() if x.dtype in (torch.float32, torch.float64) else x.sum(dtype=torch.float32) for x in tensors]
-
-
-def _host_finite(tensors: list[Tensor]) -> bool:
-    """No NaN/Inf in any of the tensors, as a host bool (one sum each; on an accelerator: syncs)."""
-    return math.isfinite(sum(s.item() for s in _sums(tensors)))
-
-
-@torch.no_grad()
-def all_finite(tensors: Iterable[Tensor]) -> bool:
-    """True when no tensor holds NaN or Inf: one sum per run of tensors laid out back to back
-    (:func:`flatten_parameters`), one per tensor otherwise. A host bool (on an accelerator: syncs)."""
-    return _host_finite([view for view, _ in _runs(list(tensors))])
-
-
-class _Group:
-    """The tracked tensors of one (device, dtype) and their averages, one tensor each.
-
-    With ``flat`` (opt-in) and contiguous live tensors the averages are views into one flat
-    buffer, laid out like the live tensors when those lie in one buffer, else as
-    :func:`flatten_parameters` would lay them out. When the two layouts match, an update is one
-    sum and one lerp over the whole buffer instead of one kernel per tensor. The live layout is
-    then re-checked at each update (one ``data_ptr`` per tensor), so moving a tensor
-    (``module.to``, ``param.data = ...``) falls back to the per-tensor path instead of reading
-    stale memory.
-    """
-
-    def __init__(self, live: list[Tensor], flat: bool = False):
-        self.live = live
-        self.avg_flat = self._offsets = self.live_flat = None
-        if not flat or not all(t.is_contiguous() for t in live):
-            self.avg = [torch.zeros_like(t, memory_format=torch.preserve_format, requires_grad=False) for t in live]
-        else:
-            runs = _runs(live)
-            if len(runs) == 1:
-                self._offsets, span = runs[0][1], runs[0][0].numel()
-            else:
-                self._offsets, span = _aligned_offsets(live)
-            self.avg_flat = torch.zeros(span, dtype=live[0].dtype, device=live[0].device)
-            self.avg = [self.avg_flat[o : o + t.numel()].view_as(t) for o, t in zip(self._offsets, live)]
-        self._refresh()
-
-    def _refresh(self) -> None:
-        if self.avg_flat is None:
-            return
-        self._ptrs = [t.data_ptr() for t in self.live]
-        self.live_flat = None
-        if self.avg_flat is not None:
-            runs = _runs(self.live)
-            if len(runs) == 1 and runs[0][1] == self._offsets and runs[0][0].numel() == self.avg_flat.numel():
-                self.live_flat = runs[0][0]
-
-    def pairs(self) -> tuple[list[Tensor], list[Tensor]]:
-        """(averages, live sources) to update: the two flat buffers when the layouts match."""
-        if self.avg_flat is None:
-            return self.avg, self.live
-        if [t.data_ptr() for t in self.live] != self._ptrs:
-            self._refresh()
-        if self.live_flat is not None:
-            return [self.avg_flat], [self.live_flat]
-        return self.avg, self.live
-
-
-@torch.no_grad()
-def flatten_parameters(tensors: Iterable[Tensor]) -> int:
-    """Lay tensors out back to back in one contiguous buffer per (device, dtype), values unchanged.
-
-    Each tensor keeps its identity (a ``Parameter`` stays the same object, so optimizers, module
-    attributes and hooks still hold it); only its storage (``tensor.data``) becomes a view into
-    the shared buffer, as in apex's or FSDP's flat parameters. Each tensor starts on a 64-byte
-    boundary (zero padding between them), as separately allocated tensors do, so that matrix
-    kernels round exactly as before: training is bit for bit the same. A ``WeightAverage(...,
-    flat=True)`` built over tensors laid out this way, in the same order, updates with one sum and
-    one lerp per buffer instead of a kernel per tensor (DDPG's 12 tensors on a 2-core CPU: 78 -> 49
-    us guarded, 38 -> 32 us bare; ``benchmarks/bench_update.py``). Opt-in: it rewrites the user's
-    parameter storage, for about 0.3% of a DDPG run's time. Tensors that are not contiguous,
-    or are views of a larger storage (already flattened, tied), stay where they are. Returns how
-    many tensors were moved.
-
-    As with any view, ``torch.save`` or pickle of one such tensor alone writes the whole buffer;
-    a whole ``state_dict`` (SB3's ``save``) stores the buffer once.
-    """
-    groups: dict[tuple, list[Tensor]] = {}
-    for t in tensors:
-        whole = t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.numel() * t.element_size()
-        if t.is_contiguous() and whole and t.numel():
-            groups.setdefault((t.device, t.dtype), []).append(t)
-    moved = 0
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        offsets, span = _aligned_offsets(group)
-        flat = torch.zeros(span, dtype=group[0].dtype, device=group[0].device)
-        for o, t in zip(offsets, group):
-            flat[o : o + t.numel()].copy_(t.detach().reshape(-1))
-            t.data = flat[o : o + t.numel()].view_as(t)
-        moved += len(group)
-    return moved
 
 
 class WeightAverage:
@@ -346,7 +107,7 @@ class WeightAverage:
     ):
         if buffers not in BUFFER_POLICIES:
             raise ValueError(f"buffers={buffers!r} is not supported; allowed: {', '.join(BUFFER_POLICIES)}")
-        self._rule = _make_rule(mode, decay, warmup, gamma)
+        self._rule = make_rule(mode, decay, warmup, gamma)
         self.buffers = buffers
         self.skip_nonfinite = bool(skip_nonfinite)
         params, bufs, self.module = _named_tensors(source, buffers)

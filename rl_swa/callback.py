@@ -281,3 +281,15 @@ def _env_id(model) -> str | None:
         return spec.id if spec else None
     except (AttributeError, IndexError):
         return None
+
+
+_MOVED = {  # names this module held before SWAConfig: what replaced them
+    "parse_average_spec": "rl_swa.Average (Average.model_validate('swa@0.5').name, .mode, .start, .decay)",
+    "MODES": "rl_swa.SWAConfig.model_fields['mode']",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        raise ImportError(f"rl_swa.callback.{name} was replaced by {_MOVED[name]}")
+    raise AttributeError(f"module 'rl_swa.callback' has no attribute {name!r}")

@@ -7,6 +7,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import rl_swa.averaging as averaging
+import rl_swa.layout as layout
 from rl_swa import WeightAverage, flatten_parameters, update_batch_norm
 from rl_swa.averaging import all_finite
 
@@ -215,8 +216,8 @@ def test_flatten_keeps_values_identity_and_training_and_takes_the_one_buffer_pat
     flat, ref = WeightAverage(net, flat=True), WeightAverage([p.detach().clone() for p in params])
     assert len(WeightAverage(net)._groups[0].pairs()[1]) == 4  # the default: one tensor each
     ((avg, live),) = [g.pairs() for g in flat._groups]
-    assert len(avg) == len(live) == 1 and live[0].numel() == averaging._aligned_offsets(params)[0][-1] + params[-1].numel()
-    assert all(p.data_ptr() % averaging.ALIGN_BYTES == 0 for p in params)  # as separately allocated tensors
+    assert len(avg) == len(live) == 1 and live[0].numel() == layout._aligned_offsets(params)[0][-1] + params[-1].numel()
+    assert all(p.data_ptr() % layout.ALIGN_BYTES == 0 for p in params)  # as separately allocated tensors
     x = torch.randn(64, 5)
     for _ in range(5):  # the optimizer trains the flattened parameters in place
         opt.zero_grad()
@@ -276,7 +277,7 @@ def test_all_finite_sees_a_nan_anywhere_in_mixed_layouts():
     net, other = _net(), _net()
     flatten_parameters(net.parameters())  # one buffer, interleaved below with separate tensors
     mixed = [p for pair in zip(net.parameters(), other.parameters()) for p in pair]
-    assert len(averaging._runs(list(net.parameters()))) == 1 and len(averaging._runs(mixed)) == 8
+    assert len(layout._runs(list(net.parameters()))) == 1 and len(layout._runs(mixed)) == 8
     assert all_finite(mixed)
     for t in mixed:
         for bad in (float("nan"), float("inf"), float("-inf")):

@@ -744,3 +744,11 @@ def test_agreement_and_churn_are_logged_at_each_evaluation(algo, env):
     else:
         assert rows[-1]["action_distance"] == pytest.approx(np.mean(np.linalg.norm(online - averaged, axis=1)))
     np.testing.assert_array_equal(swa.component(SWAEvaluation).probe.previous, online)
+
+
+def test_names_replaced_by_swaconfig_say_what_replaced_them():
+    with pytest.raises(ImportError, match="rl_swa.Average"):
+        from rl_swa.callback import parse_average_spec  # noqa: F401
+    from rl_swa import Average
+
+    assert Average.model_validate("ema@0.999@0").name == "ema_0.999_from_0"

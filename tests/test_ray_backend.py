@@ -37,7 +37,11 @@ def test_ray_grid_report_equals_local(tmp_path):
     local = compare(tmp_path / "local")
     assert local.returncode == 0, local.stderr[-3000:]
     report = "classic_pendulum_ddpg/report/report.md"
-    assert (tmp_path / "ray" / report).read_text() == (tmp_path / "local" / report).read_text()
+
+    def numbers(path):  # the report but its wall times, which depend on the machine's load
+        return [line for line in path.read_text().splitlines() if not line.startswith("Wall time per arm")]
+
+    assert numbers(tmp_path / "ray" / report) == numbers(tmp_path / "local" / report)
     again = compare(tmp_path / "ray", "--backend", "ray")
     assert again.returncode == 0 and "0 runs to do, 2 already finished" in again.stdout
 

@@ -237,8 +237,7 @@ def _connect_ray(address: str | None, jobs: int):
     return ray
 
 
-@guarded
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("--budget", default="short")
@@ -250,49 +249,52 @@ def main() -> int:
     p.add_argument("--no-fork", action="store_true", help="train both arms from scratch")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples in the report")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
-    p.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster to join ('auto', 'ray://host:port'); default: a local Ray with --jobs CPUs",
-    )
+    p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:port'); default: a local Ray")
     p.add_argument(
         "--progress-every",
         type=float,
         default=300.0,
         metavar="SECONDS",
-        help="print where the grid is (runs done / running / queued, steps, time left) this often",
+        help="in a log: print where the grid is (runs done / running / queued, steps, time left) this often",
     )
-    p.add_argument(
-        "--retries", type=int, default=2, help="Ray: retries of a failed or preempted run (each resumes from its checkpoint)"
-    )
-    args = p.parse_args()
+    p.add_argument("--retries", type=int, default=2, help="Ray: retries of a failed or preempted run (each resumes)")
+    return p
+
+
+def _checked(args):
+    """The config and the envs of the grid; a bad argument or a run made otherwise: ConfigError."""
+    from agents.envs import check_env_id
+    from agents.provenance import check_same
+    from agents.runner import run_dir
+
     cfg = load_config(args.config, args.overrides)
     cfg.budget(args.budget)
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds: {args.seeds} is not allowed; use an int >= 1")
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs: {args.jobs} is not allowed; use an int >= 1")
-    if not args.progress_every > 0:
-        raise ConfigError(f"--progress-every: {args.progress_every} is not allowed; use seconds > 0")
+    for name, ok, allowed in (
+        ("--seeds", args.seeds >= 1, "an int >= 1"),
+        ("--jobs", args.jobs >= 1, "an int >= 1"),
+        ("--progress-every", args.progress_every > 0, "seconds > 0"),
+    ):
+        if not ok:
+            raise ConfigError(f"{name}: {getattr(args, name[2:].replace('-', '_'))} is not allowed; use {allowed}")
     envs = args.envs or cfg.envs
     unknown = [e for e in envs if e not in cfg.envs]
     if unknown:
         raise ConfigError(f"--envs: {unknown} not in the config's envs {cfg.envs}")
-    from agents.cli.report import write_report
-    from agents.envs import check_env_id
-    from agents.provenance import check_same
-    from agents.runner import run_dir
-    from rl_swa.config import resolve_steps
-
     for env_id in envs:
         check_env_id(cfg, env_id)
     for e in envs:  # never reuse a run or a prefix made with another config or other code
         for s in range(args.seeds):
             for v in (*cfg.variants, "prefix"):
                 check_same(run_dir(args.out, cfg, e, v, s), cfg)
-    config = str(Path(args.config).resolve())
-    fork = not args.no_fork
-    command = command_line()
+    return cfg, envs
+
+
+def _jobs(args, cfg, envs) -> list[Job]:
+    """The grid's jobs still to run: per (seed, env) its prefix, then its arms (or the arms alone)."""
+    from agents.runner import run_dir
+    from rl_swa.config import resolve_steps
+
+    config, fork, command = str(Path(args.config).resolve()), not args.no_fork, command_line()
     out = str(Path(args.out).resolve())  # Ray workers may start elsewhere: absolute paths on shared storage
     todo = [
         (e, v, s)
@@ -316,28 +318,35 @@ def main() -> int:
                 steps=total - fork_at,
             )
         )
-    if fork:  # each prefix once; its arms start as soon as it is done
-        roots = [
-            Job(
-                _prefix_job,
-                (config, args.overrides, e, s, args.budget, out, command),
-                f"{e} prefix seed{s}",
-                then=jobs,
-                path=run_dir(out, cfg, e, "prefix", s),
-                steps=fork_at,
-            )
-            for (s, e), jobs in arms.items()
-        ]
-    else:
-        roots = [job for jobs in arms.values() for job in jobs]
+    if not fork:
+        return [job for jobs in arms.values() for job in jobs]
+    return [
+        Job(
+            _prefix_job,
+            (config, args.overrides, e, s, args.budget, out, command),
+            f"{e} prefix seed{s}",
+            then=jobs,
+            path=run_dir(out, cfg, e, "prefix", s),
+            steps=fork_at,
+        )  # each prefix once; its arms start when it is done
+        for (s, e), jobs in arms.items()
+    ]
+
+
+@guarded
+def main() -> int:
+    from agents.cli.report import write_report
+
+    args = _parser().parse_args()
+    cfg, envs = _checked(args)
+    roots = _jobs(args, cfg, envs)
     old = {
         sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)
     }  # both stop the grid
     try:
         if args.backend == "ray":
-            tally = _ray_pool(
-                _connect_ray(args.address, args.jobs), cfg.resources.model_dump(), args.retries, roots, args.progress_every
-            )
+            ray = _connect_ray(args.address, args.jobs)
+            tally = _ray_pool(ray, cfg.resources.model_dump(), args.retries, roots, args.progress_every)
         else:
             tally = _local_pool(args.jobs, roots, args.progress_every)
     finally:

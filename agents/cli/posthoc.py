@@ -105,6 +105,27 @@ def candidates_of(points: list[dict], sigma_rels: list[float]) -> list[dict]:
     return out
 
 
+def _load_run(run: Path):
+    """(config, env id, saved points, online policy, fixed-start average or None) of a finished run."""
+    from rl_swa import SWAPolicy
+
+    for need in ("config.yaml", "policy.safetensors", "posthoc.pt"):
+        if not (run / need).is_file():
+            raise ConfigError(f"{run}: no {need} (train with --set swa.posthoc_points=10 and let the run finish)")
+    meta = read_yaml(run / "config.yaml")
+    cfg = parse_config(meta["config"], str(run / "config.yaml"))
+    try:
+        saved = torch.load(run / "posthoc.pt", weights_only=True)  # tensors and plain data only: loading runs no code
+        online = SWAPolicy.load(run / "policy.safetensors", device="cpu")
+        fixed_path = run / "swa_policy.safetensors"
+        fixed = SWAPolicy.load(fixed_path, device="cpu") if fixed_path.exists() else None
+    except (ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"{run}: {exc}".replace("\n", " ")) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("points"), list):
+        raise ConfigError(f"{run / 'posthoc.pt'}: holds no saved points")
+    return cfg, meta["env"], saved, online, fixed
+
+
 @guarded
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,22 +152,8 @@ def main() -> int:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
     run = Path(args.run_dir)
-    for need in ("config.yaml", "policy.safetensors", "posthoc.pt"):
-        if not (run / need).is_file():
-            raise ConfigError(f"{run}: no {need} (train with --set swa.posthoc_points=10 and let the run finish)")
-    meta = read_yaml(run / "config.yaml")
-    cfg = parse_config(meta["config"], str(run / "config.yaml"))
-    env_id, det, base = meta["env"], cfg.eval.deterministic, cfg.eval.seed
-    try:
-        saved = torch.load(run / "posthoc.pt", weights_only=True)  # tensors and plain data only: loading runs no code
-        online = SWAPolicy.load(run / "policy.safetensors", device="cpu")
-        fixed = (
-            SWAPolicy.load(run / "swa_policy.safetensors", device="cpu") if (run / "swa_policy.safetensors").exists() else None
-        )
-    except (ValueError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise ConfigError(f"{run}: {exc}".replace("\n", " ")) from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("points"), list):
-        raise ConfigError(f"{run / 'posthoc.pt'}: holds no saved points")
+    cfg, env_id, saved, online, fixed = _load_run(run)
+    det, base = cfg.eval.deterministic, cfg.eval.seed
     points = saved["points"]
     template = online.policy
     val_seeds = episode_seeds("validation", base, args.val_episodes)
