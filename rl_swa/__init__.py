@@ -10,6 +10,7 @@ from rl_swa.averaging import WeightAverage, flatten_parameters
 from rl_swa.batch_norm import update_batch_norm
 from rl_swa.callback import SWACallback
 from rl_swa.config import Average, SWAConfig
+from rl_swa.ensemble import EnsemblePolicy
 from rl_swa.evaluation import SWAEvaluation
 from rl_swa.on_average import OnAverage
 from rl_swa.policy import SWAPolicy
@@ -24,6 +25,7 @@ __all__ = [
     "AnnealSchedule",
     "Average",
     "CyclicSchedule",
+    "EnsemblePolicy",
     "OnAverage",
     "PosthocRecorder",
     "ResetToAverage",

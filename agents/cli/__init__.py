@@ -1,4 +1,4 @@
-"""The ``rl-swa`` command: ``rl-swa train|compare|evaluate|posthoc|report|soak ...``.
+"""The ``rl-swa`` command: ``rl-swa train|compare|evaluate|posthoc|ensemble|report|soak ...``.
 
 Each command is a module of this package with a ``main()``; ``scripts/<command>.py`` runs the same.
 """
@@ -13,6 +13,7 @@ COMMANDS = {
     "compare": "a grid of baseline and SWA pairs, then its report",
     "evaluate": "score a saved policy for N episodes",
     "posthoc": "choose the averaging window after training",
+    "ensemble": "score the ensemble of a grid's averaged policies (MultiSWA)",
     "report": "statistics and the report of a grid",
     "soak": "kill and resume a short run at random moments",
 }

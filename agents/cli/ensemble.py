@@ -1,0 +1,81 @@
+"""Score the ensemble of a grid's averaged policies (MultiSWA) against each of them, on test episodes.
+
+    python scripts/ensemble.py runs/<experiment> --env Hopper-v5 [--variant baseline] [--test-episodes 10]
+
+Members: every finished seed's ``swa_policy.safetensors`` of one (env, variant). The ensemble acts
+with the members' mean action (continuous) or mean probability (discrete) (``rl_swa.EnsemblePolicy``).
+The ensemble, each member and each seed's online policy play the same test episodes as
+``scripts/posthoc.py`` (seeds from the config's ``eval.seed``). Writes
+``<experiment>/ensemble_<env>_<variant>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from agents.cli._cli import guarded  # first: signals during start-up
+from agents.config import ConfigError, parse_config
+from agents.rundir import read_yaml
+from rl_swa.files import atomic_write
+
+
+def members_of(experiment: Path, env_id: str, variant: str) -> list[Path]:
+    """The seed folders of (env, variant) that finished with an averaged policy, in seed order."""
+    folder = experiment / env_id.replace("/", "_") / variant
+    runs = sorted(folder.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)
+    return [r for r in runs if (r / "result.json").is_file() and (r / "swa_policy.safetensors").is_file()]
+
+
+@guarded
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment_dir")
+    p.add_argument("--env", required=True)
+    p.add_argument("--variant", default="baseline")
+    p.add_argument("--test-episodes", type=int, default=10)
+    args = p.parse_args()
+    if args.test_episodes < 1:
+        raise ConfigError(f"--test-episodes: {args.test_episodes} is not allowed; use an int >= 1")
+    import torch
+
+    from agents.cli.posthoc import episode_seeds, play
+    from rl_swa import EnsemblePolicy, SWAPolicy
+
+    torch.set_num_threads(1)
+    experiment = Path(args.experiment_dir)
+    runs = members_of(experiment, args.env, args.variant)
+    if len(runs) < 2:
+        raise ConfigError(
+            f"{experiment}: {len(runs)} finished {args.env} {args.variant} runs with swa_policy.safetensors; need 2 or more"
+        )
+    cfg = parse_config(read_yaml(runs[0] / "config.yaml")["config"], str(runs[0] / "config.yaml"))
+    seeds, det = episode_seeds("test", cfg.eval.seed, args.test_episodes), cfg.eval.deterministic
+    try:
+        members = [SWAPolicy.load(r / "swa_policy.safetensors", device="cpu") for r in runs]
+        online = [SWAPolicy.load(r / "policy.safetensors", device="cpu") for r in runs]
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc).replace("\n", " ")) from None
+    averaged = [play(m, cfg, args.env, seeds, det) for m in members]
+    result = {
+        "experiment": str(experiment),
+        "env": args.env,
+        "variant": args.variant,
+        "seeds": [r.name for r in runs],
+        "test_seeds": [seeds[0], seeds[-1]],
+        "test_ensemble": play(EnsemblePolicy(members), cfg, args.env, seeds, det),
+        "test_members": averaged,
+        "test_members_mean": float(np.mean(averaged)),
+        "test_best_member": float(np.max(averaged)),
+        "test_online": [play(m, cfg, args.env, seeds, det) for m in online],
+    }
+    atomic_write(experiment / f"ensemble_{args.env.replace('/', '_')}_{args.variant}.json", json.dumps(result, indent=1))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    main()
