@@ -533,61 +533,63 @@ ZOO = {  # RL Zoo name -> (our NORMALIZED row, hyperparameters in RL Zoo's YAML)
 }
 
 
-@pytest.mark.parametrize("zoo_algo", list(ZOO))
-def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(tmp_path, zoo_algo):
-    """RL Zoo's train.py, normalize: true, rl_swa.SWACallback by dotted path: the callback's online score
-    is what the saved model scores with the saved VecNormalize statistics on the same episodes."""
-    import re
+def _zoo_setup(zoo_algo):
+    algo, hyper = ZOO[zoo_algo]
+    policy, env_id = next((row[1], row[2]) for row in NORMALIZED if row[0] == algo)
+    callback = dict(start=0.5, eval_env=env_id, eval_freq=100_000, n_eval_episodes=2, verbose=1)
+    conf = {
+        **yaml.safe_load("{" + hyper + "}"),
+        "policy": policy,
+        "normalize": True,
+        "policy_kwargs": "dict(net_arch=[16])",
+        "callback": [{"rl_swa.SWACallback": callback}],
+    }
+    return algo, env_id, {env_id: conf}
+
+
+@pytest.fixture(scope="module")
+def zoo_runs(tmp_path_factory):
+    """RL Zoo's train() for every algorithm of ZOO, in one process (its imports once): folder and stdout per algorithm."""
     import subprocess
     import sys
 
     pytest.importorskip("rl_zoo3")
+    folder = tmp_path_factory.mktemp("zoo")
+    runs = []
+    for zoo_algo in ZOO:
+        _, env_id, conf = _zoo_setup(zoo_algo)
+        (folder / f"{zoo_algo}.yml").write_text(yaml.safe_dump(conf))
+        runs.append([zoo_algo, env_id])
+    code = (
+        "import sys\nimport rl_zoo3.train as zoo\n"
+        f"for algo, env in {runs!r}:\n"
+        "    print(f'@@zoo@@ {algo}', flush=True)\n"
+        "    sys.argv = ['train.py', '--algo', algo, '--env', env, '--conf-file', f'{algo}.yml', '-f', 'logs', '--seed', '0',"
+        " '--eval-freq', '-1']\n"
+        "    zoo.train()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = dict(zip(ZOO, proc.stdout.split("@@zoo@@ ")[1:]))  # a marker RL Zoo never prints
+    return folder, {name: out.split("\n", 1)[1] for name, out in outputs.items()}
+
+
+@pytest.mark.parametrize("zoo_algo", list(ZOO))
+def test_rl_zoo_train_with_normalize_and_the_callback_in_its_yaml(zoo_runs, zoo_algo):
+    """RL Zoo's train.py, normalize: true, rl_swa.SWACallback by dotted path: the callback's online score
+    is what the saved model scores with the saved VecNormalize statistics on the same episodes."""
+    import re
+
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
-    algo, hyper = ZOO[zoo_algo]
-    policy, env_id = next((row[1], row[2]) for row in NORMALIZED if row[0] == algo)
-    steps = int(re.search(r"n_timesteps: (\d+)", hyper).group(1))
-    conf = {
-        env_id: {
-            **yaml.safe_load("{" + hyper + "}"),
-            "policy": policy,
-            "normalize": True,
-            "policy_kwargs": "dict(net_arch=[16])",
-            "callback": [
-                {"rl_swa.SWACallback": dict(start=0.5, eval_env=env_id, eval_freq=100_000, n_eval_episodes=2, verbose=1)}
-            ],
-        }
-    }
-    (tmp_path / "conf.yml").write_text(yaml.safe_dump(conf))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rl_zoo3.train",
-            "--algo",
-            zoo_algo,
-            "--env",
-            env_id,
-            "--conf-file",
-            "conf.yml",
-            "-f",
-            "logs",
-            "--seed",
-            "0",
-            "--eval-freq",
-            "-1",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith(f"[rl_swa] step {steps}")][-1]
+    folder, stdout = zoo_runs
+    algo, env_id, conf = _zoo_setup(zoo_algo)
+    steps = conf[env_id]["n_timesteps"]
+    line = [x for x in stdout[zoo_algo].splitlines() if x.startswith(f"[rl_swa] step {steps}")][-1]
     online = float(re.search(r"online ([-\d.]+)", line).group(1))
-    run = tmp_path / f"logs/{zoo_algo}/{env_id}_1"
+    run = folder / f"logs/{zoo_algo}/{env_id}_1"
     model = algorithm(algo).load(run / f"{env_id}.zip", device="cpu")  # our own file (SB3 zips unpickle)
     env = VecNormalize.load(str(run / f"{env_id}/vecnormalize.pkl"), make_vec_env(env_id, n_envs=1))
     env.training, env.norm_reward = False, False
