@@ -200,7 +200,7 @@ def test_divergence_stops_before_acting_and_is_never_checkpointed(tmp_path):
     saved = checkpoint.checkpoints(tmp_path)
     assert [p.name for p in saved] == ["step_300.ckpt", "step_200.ckpt"]  # the state at 400 is already broken
     state = checkpoint.read(saved[0])
-    assert all(torch.isfinite(t).all() for t in state["callback"]["average"]["averages"].values())
+    assert all(torch.isfinite(t).all() for t in state["callback"]["averages"]["swa"]["averages"].values())
     assert all(torch.isfinite(a).all() for a in swa.average.averages.values())
 
 
