@@ -754,3 +754,17 @@ def test_names_replaced_by_swaconfig_say_what_replaced_them():
     from rl_swa import Average
 
     assert Average.model_validate("ema@0.999@0").name == "ema_0.999_from_0"
+
+
+@pytest.mark.parametrize("make", [a2c, ddpg], ids=["a2c", "ddpg"])
+def test_training_with_averaging_is_bit_for_bit_training_without(make):
+    """Averaging, its NaN check and its evaluations only read the weights: the trajectory is unchanged."""
+    plain = make()  # each model seeds torch's global generator: build, then train, one after the other
+    plain.learn(400)
+    env = "CartPole-v1" if isinstance(plain, A2C) else "Pendulum-v1"
+    averaged = make()
+    averaged.learn(
+        400, callback=SWACallback(start=0.25, averages=["ema@0.99@0"], posthoc_points=2, eval_env=env, eval_freq=200)
+    )
+    for (name, p), q in zip(plain.policy.named_parameters(), averaged.policy.parameters()):
+        assert torch.equal(p, q), name
