@@ -14,19 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from rl_swa.guard import guarded_lerp_
 from rl_swa.layout import _Group, _host_finite, _sums, all_finite, flatten_parameters  # noqa: F401 (public here too)
 from rl_swa.rules import MODES, make_rule  # noqa: F401
 
 STATE_VERSION = 1
 BUFFER_POLICIES = ("copy", "average", "ignore")
-WHERE_CHUNK_BYTES = 16 << 20  # accelerator NaN guard: bound on the transient where() sources
-# Devices whose fused SGD kernel reads ``found_inf`` and the learning rate from device memory:
-# there the guarded update is one masked lerp with no transient (see WeightAverage._masked_lerp);
-# the CPU takes that path only when a test forces the accelerator path on CPU tensors.
-FUSED_DEVICES = ("cuda", "cpu")
-# float32 only: the kernel takes the weight as a float32 (float64 would lose precision), and
-# torch 2.13's CPU kernel leaves bfloat16/float16 tensors of 16 or more elements unchanged.
-FUSED_DTYPES = (torch.float32,)
 
 
 def _named_tensors(source, buffers: str) -> tuple[dict[str, Tensor], dict[str, Tensor], nn.Module | None]:
@@ -67,16 +60,9 @@ class WeightAverage:
     warning) so that a diverged step never poisons the average. The check is one sum per tensor
     or flat buffer (NaN and Inf propagate into a sum), one more read of the weights; averages over
     the same tensors can share it (:meth:`snapshot_finite`). On the CPU it feeds a host branch.
-    On an accelerator a host branch would force a synchronization, so the check stays on the
-    device: the snapshot's weight becomes 0 and each tensor is replaced by the current average
-    through ``torch.where`` (IEEE arithmetic alone cannot drop a NaN: ``0 * nan`` is ``nan``), in
-    chunks of at most ``WHERE_CHUNK_BYTES`` (16 MiB, or one tensor if larger) so the transient
-    stays far below a second copy. Opt-in, ``fused=True`` (not yet measured on a GPU): on CUDA the
-    guarded update is torch's fused SGD kernel used as a masked lerp (:meth:`_masked_lerp`), which
-    reads the weight and the check's result from device memory and skips the whole step on
-    NaN/Inf in one pass with no memory beyond the averages (float32, contiguous tensors, a torch
-    with that kernel; otherwise the ``torch.where`` path). On an accelerator the accepted-snapshot counter lives
-    on the device and reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
+    On an accelerator the check stays on the device (:mod:`rl_swa.guard`: ``torch.where`` in bounded
+    chunks, or opt-in, ``fused=True``, torch's fused SGD kernel as a masked lerp), the accepted-snapshot
+    counter lives on the device and reading :attr:`n_averaged` or :attr:`n_skipped` synchronizes once; pass
     ``skip_nonfinite=False`` for the bare update.
 
     :param source: an ``nn.Module`` (its parameters, and buffers as ``buffers`` says), a mapping
@@ -232,75 +218,9 @@ class WeightAverage:
         okf = ok.to(self._n_dev.dtype)
         weight = okf * self._rule.device_weight(self._n_dev)
         for avg, live in pairs:
-            if self._fused and self._masked_lerp(avg, live, weight, ok):
-                continue
-            w = weight.to(live[0].dtype)
-            # A skipped snapshot must leave the average untouched, and 0 * NaN is NaN: the source is
-            # where(ok, live, average). Chunked so that the transient sources stay under
-            # WHERE_CHUNK_BYTES (or one tensor, if larger), not a second copy of the average.
-            for a, x in self._chunks(avg, live):
-                sources = [torch.where(ok, xi, ai) for xi, ai in zip(x, a)]
-                torch._foreach_lerp_(a, sources, [w] * len(a))
+            self._fused = guarded_lerp_(avg, live, weight, ok, self._fused)
         self._n_dev += okf
         self._skipped_dev += (~ok).to(self._skipped_dev.dtype)
-
-    def _masked_lerp(self, avg: list[Tensor], live: list[Tensor], weight: Tensor, ok: Tensor) -> bool:
-        """``avg += weight * (live - avg)`` unless ``ok`` is False, in one pass with no transient and
-        no synchronization; False when the tensors do not qualify (then nothing was written).
-
-        torch's fused SGD kernel is that operation: with ``grads = live``, ``weight_decay = -1`` and
-        ``lr = -weight`` its step ``p -= lr * (g + weight_decay * p)`` is ``p += weight * (live - p)``,
-        and it reads ``lr`` and ``found_inf`` from device memory, skipping the whole step when
-        ``found_inf`` is 1 (the mechanism ``GradScaler`` uses with fused optimizers). The live
-        tensors are only read (they are written only when a ``grad_scale`` is given)."""
-        first = live[0]
-        if (
-            first.device.type not in FUSED_DEVICES
-            or first.dtype not in FUSED_DTYPES
-            or not all(t.is_contiguous() for t in live)
-        ):
-            return False
-        try:
-            torch._fused_sgd_(
-                avg,
-                live,
-                [],
-                weight_decay=-1.0,
-                momentum=0.0,
-                lr=(-weight).to(torch.float32),
-                dampening=0.0,
-                nesterov=False,
-                maximize=False,
-                is_first_step=False,
-                found_inf=(~ok).to(torch.float32),
-            )
-        except (
-            AttributeError,
-            NotImplementedError,
-            RuntimeError,
-            TypeError,
-        ):  # older torch: inputs are checked before any write
-            self._fused = False
-            return False
-        return True
-
-    @staticmethod
-    def _chunks(avg: list[Tensor], live: list[Tensor]) -> list[tuple[list[Tensor], list[Tensor]]]:
-        """(averages, sources) in pieces of at most WHERE_CHUNK_BYTES; a flat buffer is sliced,
-        a tensor list split between tensors (one tensor larger than the bound is one piece)."""
-        if len(avg) == 1 and avg[0].is_contiguous() and live[0].is_contiguous():
-            step = max(1, WHERE_CHUNK_BYTES // avg[0].element_size())
-            a, x = avg[0].view(-1), live[0].view(-1)
-            return [([a[lo : lo + step]], [x[lo : lo + step]]) for lo in range(0, a.numel(), step)]
-        pieces, lo, size = [], 0, 0
-        for i, t in enumerate(live):
-            nbytes = t.numel() * t.element_size()
-            if i > lo and size + nbytes > WHERE_CHUNK_BYTES:
-                pieces.append((avg[lo:i], live[lo:i]))
-                lo, size = i, 0
-            size += nbytes
-        pieces.append((avg[lo:], live[lo:]))
-        return pieces
 
     def _warn_skipped(self) -> None:
         if self._warned < 5:

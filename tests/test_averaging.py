@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-import rl_swa.averaging as averaging
+import rl_swa.guard as guard
 import rl_swa.layout as layout
 from rl_swa import WeightAverage, flatten_parameters, update_batch_norm
 from rl_swa.averaging import all_finite
@@ -129,7 +129,7 @@ def test_nonfinite_snapshot_is_skipped_and_counted():
 def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
     # The accelerator path (device-side guard, no host branch) runs on CPU tensors when told to:
     # torch.where in bounded chunks (the default), or through the fused kernel (opt-in).
-    monkeypatch.setattr(averaging, "WHERE_CHUNK_BYTES", 64)  # several chunks even for this small net
+    monkeypatch.setattr(guard, "WHERE_CHUNK_BYTES", 64)  # several chunks even for this small net
     calls = []
     kernel = torch._fused_sgd_
     monkeypatch.setattr(torch, "_fused_sgd_", lambda *a, **k: calls.append(1) or kernel(*a, **k))
@@ -140,7 +140,7 @@ def test_accelerator_path_matches_host_path_and_skips(monkeypatch, flat, fused):
     device.on_host = False
     ((avg, live),) = [g.pairs() for g in device._groups]
     assert len(avg) == (1 if flat else 4)
-    pieces = device._chunks(avg, live)
+    pieces = guard.chunks(avg, live)
     assert len(pieces) > 1 and all(sum(a.numel() * 4 for a in piece) <= 64 or len(piece) == 1 for piece, _ in pieces)
     for i, _ in enumerate(_walk(net, 6)):
         if i == 3:
