@@ -214,23 +214,7 @@ def run(
 def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, progress, resume, path) -> dict[str, Any]:
     b = cfg.budget(budget)
     found = checkpoint.latest(path / "ckpt") if resume else None
-    prefix = None
-    if found is None:
-        prefix = train_prefix(cfg, env_id, seed, budget, root, command) if fork else None
-        if not resume:
-            _prepare_dir(path, overwrite)
-        atomic_write(
-            path / "config.yaml",
-            _resolved(
-                cfg,
-                env=env_id,
-                variant=variant,
-                seed=seed,
-                budget=budget,
-                fork=fork,
-                seeding={"train": seed, "eval": cfg.eval.seed},
-            ),
-        )
+    prefix = None if found else _first_start(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, resume, path)
     history = (path / "command.txt").read_text() if resume and (path / "command.txt").is_file() else ""
     atomic_write(path / "command.txt", history + command + "\n")  # every command that worked on the run
 
@@ -253,7 +237,6 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     diverged_at = _learn(cfg, variant, b.timesteps, model, env, eval_env, swa, saver, path, source is None, progress)
     wall = time.time() - t0
     rows = _save_outputs(path, model, env, env_id, swa)
-    final = rows[-1] if rows else {}
     result = {
         "experiment": cfg.experiment,
         "env": env_id,
@@ -264,14 +247,8 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
         "fork": fork,
         "fork_step": fork_step,
         "fork_digest": fork_digest,
-        "final_online": final.get("online_mean_reward"),
-        "final_swa": final.get("swa_mean_reward"),
+        **_final_scores(rows[-1] if rows else {}),
         "diverged_at": diverged_at,
-        **{
-            f"final_{k.removesuffix('_mean_reward')}": v
-            for k, v in final.items()
-            if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")
-        },
         "n_averaged": swa.average.n_averaged,
         "skipped": swa.average.n_skipped,
         "resumed_from": int(source["num_timesteps"]) if found else None,
@@ -285,6 +262,27 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     env.close()
     eval_env.close()
     return result
+
+
+def _first_start(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, resume, path) -> Path | None:
+    """Train (or find) the prefix of a forked arm and write the run's resolved config; the prefix's checkpoint."""
+    prefix = train_prefix(cfg, env_id, seed, budget, root, command) if fork else None
+    if not resume:
+        _prepare_dir(path, overwrite)
+    seeding = {"train": seed, "eval": cfg.eval.seed}
+    resolved = _resolved(cfg, env=env_id, variant=variant, seed=seed, budget=budget, fork=fork, seeding=seeding)
+    atomic_write(path / "config.yaml", resolved)
+    return prefix
+
+
+def _final_scores(final: dict) -> dict:
+    """final_online, final_swa and final_<average> from the last evaluation row."""
+    extra = {
+        f"final_{k.removesuffix('_mean_reward')}": v
+        for k, v in final.items()
+        if k.endswith("_mean_reward") and k not in ("online_mean_reward", "swa_mean_reward")
+    }
+    return {"final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"), **extra}
 
 
 def _record_fork(path: Path, found, prefix, source) -> tuple:

@@ -46,28 +46,9 @@ def load_agent(path: Path, algo: str | None, trusted: bool):
         raise ConfigError(f"{path}: cannot be loaded as {algo} ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
 
 
-@guarded
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", help="swa_policy.safetensors / policy.safetensors, or an SB3 model.zip with --trusted")
-    p.add_argument("--trusted", action="store_true", help="allow an SB3 model zip (loading it unpickles: files you made only)")
-    p.add_argument("--algo", default=None, help="for SB3 model files: a2c or ddpg")
-    p.add_argument("--env", default=None, help="env id (default: the one recorded in the SWAPolicy)")
-    p.add_argument("--config", default=None, help="build the env with this config's wrappers")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=10_000)
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic ones")
-    p.add_argument("--video", default=None, metavar="DIR", help="record videos of the episodes here")
-    args = p.parse_args()
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes: {args.episodes} is not allowed; use an int >= 1")
-    agent = load_agent(Path(args.path), args.algo, args.trusted)
-    env_id = args.env or getattr(agent, "metadata", {}).get("env_id")
-    if not env_id:
-        raise ConfigError("--env: no env id recorded in the file; pass --env")
-
+def _env_for(agent, env_id: str, args: argparse.Namespace):
+    """The evaluation env (the config's wrappers, or gymnasium's env), checked against the policy's spaces."""
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecVideoRecorder
 
     if args.config:
@@ -90,6 +71,32 @@ def main() -> int:
         except ImportError:
             raise ConfigError("--video: needs moviepy; pip install moviepy") from None
         env = VecVideoRecorder(env, args.video, record_video_trigger=lambda step: step == 0, video_length=100_000)
+    return env
+
+
+@guarded
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", help="swa_policy.safetensors / policy.safetensors, or an SB3 model.zip with --trusted")
+    p.add_argument("--trusted", action="store_true", help="allow an SB3 model zip (loading it unpickles: files you made only)")
+    p.add_argument("--algo", default=None, help="for SB3 model files: a2c or ddpg")
+    p.add_argument("--env", default=None, help="env id (default: the one recorded in the SWAPolicy)")
+    p.add_argument("--config", default=None, help="build the env with this config's wrappers")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic ones")
+    p.add_argument("--video", default=None, metavar="DIR", help="record videos of the episodes here")
+    args = p.parse_args()
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: {args.episodes} is not allowed; use an int >= 1")
+    agent = load_agent(Path(args.path), args.algo, args.trusted)
+    env_id = args.env or getattr(agent, "metadata", {}).get("env_id")
+    if not env_id:
+        raise ConfigError("--env: no env id recorded in the file; pass --env")
+
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    env = _env_for(agent, env_id, args)
     rewards, lengths = evaluate_policy(
         agent, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic, return_episode_rewards=True, warn=False
     )

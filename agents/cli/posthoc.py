@@ -126,8 +126,7 @@ def _load_run(run: Path):
     return cfg, meta["env"], saved, online, fixed
 
 
-@guarded
-def main() -> int:
+def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--val-episodes", type=int, default=10)
@@ -140,10 +139,8 @@ def main() -> int:
         help="widths of the post-hoc EMA profiles to try (relative standard deviation, Karras et al. 2024)",
     )
     args = p.parse_args()
-    from rl_swa import SWAPolicy
     from rl_swa.posthoc import check_sigma_rels
 
-    torch.set_num_threads(1)
     try:
         check_sigma_rels("--sigma-rels", args.sigma_rels)
     except ValueError as exc:
@@ -151,14 +148,14 @@ def main() -> int:
     for name in ("val_episodes", "test_episodes"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
-    run = Path(args.run_dir)
-    cfg, env_id, saved, online, fixed = _load_run(run)
-    det, base = cfg.eval.deterministic, cfg.eval.seed
-    points = saved["points"]
+    return args
+
+
+def _policy_maker(online):
+    """weights -> an SWAPolicy of the online policy's class holding them (and its normalizer)."""
+    from rl_swa import SWAPolicy
+
     template = online.policy
-    val_seeds = episode_seeds("validation", base, args.val_episodes)
-    test_seeds = episode_seeds("test", base, args.test_episodes)
-    assert not set(val_seeds) & set(test_seeds)
 
     def policy_with(weights: dict) -> SWAPolicy:
         policy = type(template)(**template._get_constructor_parameters())
@@ -167,6 +164,22 @@ def main() -> int:
         state.update(weights)
         policy.load_state_dict(state)
         return SWAPolicy(policy, obs_normalizer=online.obs_normalizer)
+
+    return policy_with
+
+
+@guarded
+def main() -> int:
+    args = _args()
+    torch.set_num_threads(1)
+    run = Path(args.run_dir)
+    cfg, env_id, saved, online, fixed = _load_run(run)
+    det, base = cfg.eval.deterministic, cfg.eval.seed
+    points = saved["points"]
+    val_seeds = episode_seeds("validation", base, args.val_episodes)
+    test_seeds = episode_seeds("test", base, args.test_episodes)
+    assert not set(val_seeds) & set(test_seeds)
+    policy_with = _policy_maker(online)
 
     candidates = candidates_of(points, args.sigma_rels)
     best, val_scores = select_window(candidates, lambda c: play(policy_with(c["weights"]), cfg, env_id, val_seeds, det))

@@ -60,7 +60,7 @@ def weights(run: Path) -> dict:
         return torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True)
 
 
-def main() -> int:
+def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
@@ -69,7 +69,11 @@ def main() -> int:
     p.add_argument(
         "--max-delay", type=float, default=12.0, help="seconds between a (re)start and its kill, at most (start-up takes ~3 s)"
     )
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> int:
+    args = _args()
     rng = random.Random(args.seed)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="rl_swa_soak."))
     if out.exists() and any(out.iterdir()):
@@ -116,10 +120,15 @@ def main() -> int:
         else:
             cmd = train_cmd(cut)  # killed before the run directory was written: start again
             shutil.rmtree(cut, ignore_errors=True)
-    a, b = weights(run_dir(out / "twin")), weights(run_dir(cut))
+    return _compare_with_twin(out / "twin", cut, kills)
+
+
+def _compare_with_twin(twin: Path, cut: Path, kills: int) -> int:
+    """0 when the interrupted run ended with the twin's weights, evaluations and result, bit for bit."""
+    a, b = weights(run_dir(twin)), weights(run_dir(cut))
     same_weights = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    same_evals = (run_dir(out / "twin") / "eval.csv").read_text() == (run_dir(cut) / "eval.csv").read_text()
-    ra, rb = (json.loads((run_dir(d) / "result.json").read_text()) for d in (out / "twin", cut))
+    same_evals = (run_dir(twin) / "eval.csv").read_text() == (run_dir(cut) / "eval.csv").read_text()
+    ra, rb = (json.loads((run_dir(d) / "result.json").read_text()) for d in (twin, cut))
     same_result = all(ra[k] == rb[k] for k in ("final_online", "final_swa", "n_averaged", "timesteps"))
     print(
         f"kills: {kills}; final weights identical: {same_weights}; eval history identical: {same_evals}; "
