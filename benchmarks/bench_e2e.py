@@ -13,11 +13,11 @@ callback's hooks directly and prints their share of the wall time.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
+from _machine import write_json
 from stable_baselines3 import A2C, DDPG
 from stable_baselines3.common.noise import NormalActionNoise
 
@@ -146,8 +146,7 @@ def main():
             f"(skip_nonfinite=False: {100 * r['callback_share_bare']:.2f}%, K=5: {100 * r['callback_share_k5']:.2f}%)"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(args.json, {"reps": args.reps, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -95,7 +97,7 @@ def main():
         f"{result['forked_pair_over_one_run_jobs_only']:.2f} plain runs (without compare's start-up and report)"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ from further away. This script trains DDPG on Hopper-v5 ([400, 300], batch 256, 
 with ``SWACallback(start=0)`` and, in turn, replaces the callback's update by: the default update
 (NaN guard on), the bare update (``skip_nonfinite=False``) and the memory floor (one
 ``_foreach_copy_`` of the same tensors, and with the flat layout one ``copy_`` of the buffer);
-each is timed inside ``learn()`` and set against the wall time per env step. ``--no-flatten``
-keeps SB3's one-tensor-per-parameter layout.
+each is timed inside ``learn()`` and set against the wall time per env step. ``--flatten``
+lays the parameters out in one buffer (opt-in; default: SB3's one tensor per parameter).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import write_json  # noqa: E402
 from bench_e2e import ddpg_hopper  # noqa: E402
 
 from rl_swa import SWACallback  # noqa: E402
@@ -75,8 +75,7 @@ def main() -> None:
         us, share = sum(r["us_per_update"]) / args.reps, sum(r["share_of_step"]) / args.reps
         print(f"{name:<38} {us:7.1f} us/update in training  = {100 * share:.2f}% of the wall time")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"steps": args.steps, "reps": args.reps, "flatten": not args.no_flatten, "rows": rows}, f, indent=1)
+        write_json(args.json, {"steps": args.steps, "reps": args.reps, "flatten": args.flatten, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 Models: the A2C NatureCNN policy (Atari, 1.69M params), the DDPG actor + critic ([400, 300],
 Hopper sizes, 253k params) and, with --large, a 29M-parameter MLP (the "25M" class). The floor is one
 ``torch._foreach_copy_`` of the same tensors (read once, write once). The last rows lay the
-model's parameters out in one buffer (``flatten_parameters``, what ``SWACallback`` does by default)
+model's parameters out in one buffer (``flatten_parameters``, what ``SWACallback(flatten=True)`` does; opt-in)
 and time the update and a single ``copy_`` of that buffer (the flat floor). On CUDA each case also
 reports the device memory one call allocates beyond what exists before it (peak, MiB).
 """
@@ -13,12 +13,12 @@ reports the device memory one call allocates beyond what exists before it (peak,
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _machine import write_json
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
@@ -171,18 +171,7 @@ def main() -> None:
             f"{r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}" + (f" {r.get('extra_MiB', float('nan')):>9.2f}" if extra else "")
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "device": args.device,
-                    "device_name": device_name,
-                    "torch": torch.__version__,
-                    "threads": args.threads,
-                    "rows": rows,
-                },
-                f,
-                indent=1,
-            )
+        write_json(args.json, {"device": args.device, "device_name": device_name, "threads": args.threads, "rows": rows})
 
 
 if __name__ == "__main__":
