@@ -36,6 +36,7 @@ from rl_swa.config import resolve_steps
 from rl_swa.files import atomic_write
 from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
+from rl_swa.swag import SWAGRecorder
 
 
 def env_slug(env_id: str) -> str:
@@ -339,6 +340,9 @@ def _save_outputs(path: Path, model, env, env_id: str, swa) -> list[dict]:
     ).save(path / "policy.safetensors")
     if swa.has_snapshot:
         swa.policy.save(path / "swa_policy.safetensors")
+    swag = swa.component(SWAGRecorder)
+    if swag is not None and swag.n_columns >= 2:
+        swag.policy().save(path / "swag_policy.safetensors")
     if swa.posthoc:
         blob = io.BytesIO()
         torch.save({"points": swa.posthoc, "start_step": swa.start_step, "update_every": swa.update_every}, blob)

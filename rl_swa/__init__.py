@@ -2,7 +2,8 @@
 
 Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 integration),
 :class:`SWAConfig` (its settings, validated once), :class:`SWAEvaluation` and :class:`PosthocRecorder`
-(parts that combine with it), :class:`SWAPolicy` (the averaged policy), :class:`OnAverage` (any SB3 callback on the averaged
+(parts that combine with it), :class:`SWAPolicy` (the averaged policy), :class:`SWAGRecorder` and
+:class:`SWAGPolicy` (SWA-Gaussian), :class:`EnsemblePolicy` (MultiSWA), :class:`OnAverage` (any SB3 callback on the averaged
 weights), the SWA-phase LR schedules and the BatchNorm helper.
 """
 
@@ -16,6 +17,7 @@ from rl_swa.on_average import OnAverage
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import PosthocRecorder
 from rl_swa.schedules import AnnealSchedule, CyclicSchedule
+from rl_swa.swag import SWAGPolicy, SWAGRecorder
 from rl_swa.use_average import ActWithAverage, ResetToAverage
 
 __version__ = "0.1.0"
@@ -32,6 +34,8 @@ __all__ = [
     "SWACallback",
     "SWAConfig",
     "SWAEvaluation",
+    "SWAGPolicy",
+    "SWAGRecorder",
     "SWAPolicy",
     "WeightAverage",
     "flatten_parameters",

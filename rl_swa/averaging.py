@@ -122,6 +122,7 @@ class WeightAverage:
         self._n_dev = torch.zeros((), dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
         self._skipped_dev = torch.zeros((), dtype=torch.int64, device=device)
         self._warned = 0
+        self._last: tuple = (False, 0)
         self._fused = bool(fused)  # accelerator guard through the fused kernel, while this torch offers it
 
     @staticmethod
@@ -187,6 +188,14 @@ class WeightAverage:
         else:
             self._update_device(pairs, finite)
 
+    def last_snapshot(self) -> tuple[bool | Tensor, int | Tensor]:
+        """(whether the last :meth:`update` took its snapshot, snapshots in the average after it), without
+        a sync: host values on the CPU path, device tensors on the accelerator path. For parts that
+        keep statistics next to an average (:class:`rl_swa.swag.SWAGRecorder`)."""
+        if self.n_updates == 0:
+            raise RuntimeError("WeightAverage.last_snapshot: no update yet")
+        return self._last
+
     @torch.no_grad()
     def snapshot_finite(self) -> bool | Tensor:
         """Whether the live tensors hold no NaN/Inf: a host bool on the CPU, a device bool tensor on
@@ -201,7 +210,9 @@ class WeightAverage:
         return total.isfinite()
 
     def _update_host(self, pairs, finite) -> None:
-        if self.skip_nonfinite and not bool(self._finite(pairs) if finite is None else finite):
+        ok = not self.skip_nonfinite or bool(self._finite(pairs) if finite is None else finite)
+        self._last = (ok, self._n_host + ok)
+        if not ok:
             self._skipped_host += 1
             self._warn_skipped()
             return
@@ -221,6 +232,7 @@ class WeightAverage:
             self._fused = guarded_lerp_(avg, live, weight, ok, self._fused)
         self._n_dev += okf
         self._skipped_dev += (~ok).to(self._skipped_dev.dtype)
+        self._last = (ok, self._n_dev)
 
     def _warn_skipped(self) -> None:
         if self._warned < 5:

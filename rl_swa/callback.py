@@ -13,6 +13,7 @@ from rl_swa.evaluation import SWAEvaluation, check_arguments
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import PosthocRecorder
 from rl_swa.schedules import AnnealSchedule, CyclicSchedule, unwrap
+from rl_swa.swag import SWAGRecorder
 
 CALLBACK_STATE_VERSION = 2
 EVAL_ARGUMENTS = ("eval_freq", "n_eval_episodes", "eval_seed", "deterministic")
@@ -87,6 +88,8 @@ class SWACallback(BaseCallback):
             components.insert(0, SWAEvaluation(self, eval_env, verbose=verbose, **evaluation))
         if self.config.posthoc_points:
             components.append(PosthocRecorder(self, self.config.posthoc_points, self.config.posthoc_sigma_rels))
+        if self.config.swag_rank:
+            components.append(SWAGRecorder(self, self.config.swag_rank))
         self.components = CallbackList(components)
 
     def __getattr__(self, name: str):  # the settings read as attributes: swa.start, swa.mode, ...

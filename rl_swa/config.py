@@ -129,6 +129,7 @@ class SWAConfig(BaseModel):
     posthoc_sigma_rels: list[float] = Field(
         default_factory=lambda: [0.05, 0.10], description="power EMAs saved for post-hoc synthesis"
     )
+    swag_rank: StrictInt = Field(0, ge=0, description="SWAG deviation columns kept (0: no SWAG; else >= 2, mode swa)")
     skip_nonfinite: StrictBool = Field(True, description="skip snapshots holding NaN/Inf")
     flatten: StrictBool = Field(False, description="opt-in: lay the averaged parameters out in one buffer")
 
@@ -161,6 +162,9 @@ class SWAConfig(BaseModel):
                 )
         elif self.swa_lr_max is not None:
             raise ValueError(f"swa_lr_max={self.swa_lr_max!r} is not allowed without cycle: it is the top of each cycle")
+        if self.swag_rank == 1 or (self.swag_rank and self.mode != "swa"):
+            why = "SWAG needs at least 2 columns" if self.swag_rank == 1 else f"SWAG is built on mode=swa, not {self.mode!r}"
+            raise ValueError(f"swag_rank={self.swag_rank} is not allowed; {why} (0 turns it off)")
         names = [a.name for a in self.averages]
         if len(set(names)) != len(names) or {"swa", "online"} & set(names):
             raise ValueError(f"averages={names} is not allowed; the names must be distinct")

@@ -58,9 +58,7 @@ class SWAPolicy:
         The copy is rebuilt from the policy's constructor arguments: ``deepcopy`` of a trained
         policy fails (it holds the last action distribution) and would copy the optimizer.
         """
-        live = model.policy
-        policy = type(live)(**live._get_constructor_parameters()).to(live.device)
-        policy.load_state_dict(live.state_dict())
+        policy = copy_policy(model.policy)
         average.copy_to(policy)
         meta = {
             "algorithm": type(model).__name__,
@@ -104,60 +102,89 @@ class SWAPolicy:
     def save(self, path: str | os.PathLike) -> Path:
         """Write one ``.safetensors`` file, atomically: the weights, and in its header the policy class
         (import path), its constructor arguments (plain data) and the metadata, as JSON. Returns the path."""
-        path = Path(path)
-        if path.suffix != SUFFIX:
-            path = path.with_name(path.name + SUFFIX)
-        kwargs = {k: v for k, v in self.policy._get_constructor_parameters().items() if k not in NOT_SAVED}
-        header = {
-            "format": FORMAT,
-            "format_version": str(FORMAT_VERSION),
-            "policy_class": class_path(type(self.policy)),
-            "policy_kwargs": json.dumps(encode(kwargs, "policy_kwargs")),
-            "metadata": json.dumps(encode(self.metadata, "metadata")),
-        }
-        tensors = _unique_tensors(self.policy.state_dict())
-        if self.obs_normalizer is not None:
-            header["obs_normalizer"] = self.obs_normalizer.header()
-            tensors.update(self.obs_normalizer.tensors())
-        atomic_write(path, save(tensors, metadata=header))
-        return path
+        return write_policy_file(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "auto", allow: Iterable[str] = ()) -> SWAPolicy:
         """Load a file written by :meth:`save`. Nothing is unpickled: the policy class must come from
         SB3, sb3-contrib, rl_swa (or a module named in ``allow``). A damaged or foreign file raises
         ``ValueError`` naming it."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such SWAPolicy file")
-        try:
-            with safe_open(path, "pt", device="cpu") as f:
-                header = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # safetensors raises its own error types for a damaged header or body
-            raise ValueError(
-                f"{path}: not an SWAPolicy file (rl-swa policies are {SUFFIX} files; {type(exc).__name__}: {exc})"
-            ) from None
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an SWAPolicy file (format {header.get('format')!r}, expected {FORMAT!r})")
-        if header.get("format_version") != str(FORMAT_VERSION):
-            version = header.get("format_version")
-            raise ValueError(f"{path}: SWAPolicy format version {version!r} is not supported (expected {FORMAT_VERSION})")
-        try:
-            policy_class = import_class(header["policy_class"], allow)
-            if not issubclass(policy_class, BasePolicy):
-                raise ValueError(f"{header['policy_class']} is not allowed: not an SB3 policy class")
-            kwargs = decode(json.loads(header["policy_kwargs"]), allow)
-            metadata = decode(json.loads(header["metadata"]))
-            policy = policy_class(**kwargs, lr_schedule=BasePolicy._dummy_schedule)
-            normalizer = None
-            if "obs_normalizer" in header:
-                normalizer = ObsNormalizer.from_file(header["obs_normalizer"], state)
-                state = {k: v for k, v in state.items() if not k.startswith(NORM_PREFIX)}
-            _load_unique_tensors(policy, state)
-        except (ValueError, TypeError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: {exc}".replace("\n", " ")) from None
-        return cls(policy.to(get_device(device)), metadata, normalizer)
+        policy, header, _ = read_policy_file(path, device, allow=allow)
+        return policy
+
+
+def copy_policy(live: BasePolicy) -> BasePolicy:
+    """A fresh policy of ``live``'s class and weights, on its device. Rebuilt from its constructor
+    arguments: ``deepcopy`` of a trained policy fails (it holds the last action distribution)."""
+    policy = type(live)(**live._get_constructor_parameters()).to(live.device)
+    policy.load_state_dict(live.state_dict())
+    return policy
+
+
+def write_policy_file(
+    swa_policy: SWAPolicy, path: str | os.PathLike, extra: dict[str, torch.Tensor] | None = None, header: dict | None = None
+) -> Path:
+    """The file of :meth:`SWAPolicy.save`, with ``extra`` tensors and ``header`` entries (e.g. SWAG's statistics)."""
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        path = path.with_name(path.name + SUFFIX)
+    policy = swa_policy.policy
+    kwargs = {k: v for k, v in policy._get_constructor_parameters().items() if k not in NOT_SAVED}
+    head = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "policy_class": class_path(type(policy)),
+        "policy_kwargs": json.dumps(encode(kwargs, "policy_kwargs")),
+        "metadata": json.dumps(encode(swa_policy.metadata, "metadata")),
+        **(header or {}),
+    }
+    tensors = _unique_tensors(policy.state_dict())
+    if swa_policy.obs_normalizer is not None:
+        head["obs_normalizer"] = swa_policy.obs_normalizer.header()
+        tensors.update(swa_policy.obs_normalizer.tensors())
+    tensors.update({k: t.detach().to("cpu").contiguous() for k, t in (extra or {}).items()})
+    atomic_write(path, save(tensors, metadata=head))
+    return path
+
+
+def read_policy_file(
+    path: str | os.PathLike, device: torch.device | str = "auto", allow: Iterable[str] = (), prefix: str | None = None
+) -> tuple[SWAPolicy, dict[str, str], dict[str, torch.Tensor]]:
+    """(the policy, the file's header, the tensors whose names start with ``prefix``) of a policy file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such SWAPolicy file")
+    try:
+        with safe_open(path, "pt", device="cpu") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for a damaged header or body
+        why = f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{path}: not an SWAPolicy file (rl-swa policies are {SUFFIX} files; {why})") from None
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an SWAPolicy file (format {header.get('format')!r}, expected {FORMAT!r})")
+    if header.get("format_version") != str(FORMAT_VERSION):
+        version = header.get("format_version")
+        raise ValueError(f"{path}: SWAPolicy format version {version!r} is not supported (expected {FORMAT_VERSION})")
+    if prefix is None and "swag" in header:
+        raise ValueError(f"{path}: an SWAGPolicy file; load it with rl_swa.SWAGPolicy.load")
+    extra = {k: v for k, v in state.items() if prefix and k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if k not in extra}
+    try:
+        policy_class = import_class(header["policy_class"], allow)
+        if not issubclass(policy_class, BasePolicy):
+            raise ValueError(f"{header['policy_class']} is not allowed: not an SB3 policy class")
+        kwargs = decode(json.loads(header["policy_kwargs"]), allow)
+        metadata = decode(json.loads(header["metadata"]))
+        policy = policy_class(**kwargs, lr_schedule=BasePolicy._dummy_schedule)
+        normalizer = None
+        if "obs_normalizer" in header:
+            normalizer = ObsNormalizer.from_file(header["obs_normalizer"], state)
+            state = {k: v for k, v in state.items() if not k.startswith(NORM_PREFIX)}
+        _load_unique_tensors(policy, state)
+    except (ValueError, TypeError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}".replace("\n", " ")) from None
+    return SWAPolicy(policy.to(get_device(device)), metadata, normalizer), header, extra
 
 
 def _storage_key(t: torch.Tensor) -> tuple:

@@ -5,7 +5,7 @@ from stable_baselines3 import A2C, DDPG, DQN
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from rl_swa import EnsemblePolicy, SWACallback, SWAPolicy
+from rl_swa import EnsemblePolicy, SWACallback, SWAGPolicy, SWAPolicy
 
 
 def averaged(algo, env, seed, tmp_path, **kwargs):
@@ -79,7 +79,7 @@ def test_ensemble_script_scores_a_grids_averaged_policies_on_the_test_episodes(t
     grid = script(
         "compare.py",
         config,
-        *"--budget smoke --seeds 2 --jobs 2 --reps 50 --set variants=[baseline]".split(),
+        *"--budget smoke --seeds 2 --jobs 2 --reps 50 --set variants=[baseline] --set swa.swag_rank=2".split(),
         "--out",
         tmp_path,
     )
@@ -94,5 +94,9 @@ def test_ensemble_script_scores_a_grids_averaged_policies_on_the_test_episodes(t
     members = [SWAPolicy.load(exp / f"CartPole-v1/baseline/seed{s}/swa_policy.safetensors", device="cpu") for s in (0, 1)]
     assert result["test_members"] == [play(m, cfg, "CartPole-v1", seeds, True) for m in members]
     assert result["test_ensemble"] == play(EnsemblePolicy(members), cfg, "CartPole-v1", seeds, True)
+    swags = [SWAGPolicy.load(exp / f"CartPole-v1/baseline/seed{s}/swag_policy.safetensors", device="cpu") for s in (0, 1)]
+    assert result["test_swag"] == [play(s, cfg, "CartPole-v1", seeds, True) for s in swags]
+    multi = EnsemblePolicy([m for s in swags for m in s.ensemble().members], seed=0)
+    assert result["test_multiswag"] == play(multi, cfg, "CartPole-v1", seeds, True) and len(multi) == 20
     few = script("ensemble.py", exp, "--env", "CartPole-v1", "--variant", "swa")
     assert few.returncode == 2 and "need 2 or more" in few.stderr and len(few.stderr.strip().splitlines()) == 1

@@ -5,7 +5,8 @@
 Members: every finished seed's ``swa_policy.safetensors`` of one (env, variant). The ensemble acts
 with the members' mean action (continuous) or mean probability (discrete) (``rl_swa.EnsemblePolicy``).
 The ensemble, each member and each seed's online policy play the same test episodes as
-``scripts/posthoc.py`` (seeds from the config's ``eval.seed``). Writes
+``scripts/posthoc.py`` (seeds from the config's ``eval.seed``); with ``swa.swag_rank`` set, so do
+each seed's SWAG policy and MultiSWAG (every seed's drawn policies as one ensemble). Writes
 ``<experiment>/ensemble_<env>_<variant>.json``.
 """
 
@@ -28,6 +29,28 @@ def members_of(experiment: Path, env_id: str, variant: str) -> list[Path]:
     folder = experiment / env_id.replace("/", "_") / variant
     runs = sorted(folder.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)
     return [r for r in runs if (r / "result.json").is_file() and (r / "swa_policy.safetensors").is_file()]
+
+
+def _swag_scores(runs: list[Path], cfg, env_id: str, seeds: list[int], det: bool) -> dict:
+    """When every run saved a SWAG policy (``swa.swag_rank``): each seed's SWAG policy (the mean over its
+    drawn policies) and MultiSWAG (one ensemble of every seed's drawn policies), on the same episodes."""
+    from agents.cli.posthoc import play
+    from rl_swa import EnsemblePolicy, SWAGPolicy
+
+    if not all((r / "swag_policy.safetensors").is_file() for r in runs):
+        return {}
+    try:
+        swags = [SWAGPolicy.load(r / "swag_policy.safetensors", device="cpu") for r in runs]
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc).replace("\n", " ")) from None
+    scores = [play(s, cfg, env_id, seeds, det) for s in swags]
+    multi = EnsemblePolicy([m for s in swags for m in s.ensemble().members], seed=swags[0].seed)
+    return {
+        "test_swag": scores,
+        "test_swag_mean": float(np.mean(scores)),
+        "swag": {"rank": swags[0].rank, "n_samples": swags[0].n_samples, "scale": swags[0].scale},
+        "test_multiswag": play(multi, cfg, env_id, seeds, det),
+    }
 
 
 @guarded
@@ -72,6 +95,7 @@ def main() -> int:
         "test_best_member": float(np.max(averaged)),
         "test_online": [play(m, cfg, args.env, seeds, det) for m in online],
     }
+    result.update(_swag_scores(runs, cfg, args.env, seeds, det))
     atomic_write(experiment / f"ensemble_{args.env.replace('/', '_')}_{args.variant}.json", json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0
