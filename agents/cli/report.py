@@ -387,7 +387,7 @@ def _context(env: str, data: dict) -> list[str]:
     if data.get("wall_min"):
         out.append(
             "Wall time per arm after the fork (mean): "
-            + ", ".join(f"{v} {m:.0f} min" for v, m in data["wall_min"].items())
+            + ", ".join(f"{v} {m:.0f} min" if m >= 10 else f"{v} {60 * m:.0f} s" for v, m in data["wall_min"].items())
             + "."
         )
     game = env.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
