@@ -4,7 +4,10 @@
 
 Models: the A2C NatureCNN policy (Atari, 1.69M params), the DDPG actor + critic ([400, 300],
 Hopper sizes, 253k params) and, with --large, a 29M-parameter MLP (the "25M" class). The floor is one
-``torch._foreach_copy_`` of the same tensors (read once, write once). The last rows lay the
+``torch._foreach_copy_`` of the same tensors (read once, write once); "x bytes" divides by the
+floor of the bytes each operation must move (a copy's time per pass times its passes: the bare
+lerp makes 3, reading weights and average and writing the average; the guarded update 4, the
+NaN/Inf check reading the weights once more). The last rows lay the
 model's parameters out in one buffer (``flatten_parameters``, what ``SWACallback(flatten=True)`` does; opt-in)
 and time the update and a single ``copy_`` of that buffer (the flat floor). On CUDA each case also
 reports the device memory one call allocates beyond what exists before it (peak, MiB).
@@ -72,9 +75,9 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
         r.update_parameters(model)
     cases = {
         "floor: _foreach_copy_": (lambda: torch._foreach_copy_(copies, params), 2),
-        "WeightAverage swa": (swa.update, 3),
+        "WeightAverage swa": (swa.update, 4),  # the guard's read of the weights + the lerp's 3 passes
         "WeightAverage swa (no NaN guard)": (swa_lean.update, 3),
-        "WeightAverage ema": (ema.update, 3),
+        "WeightAverage ema": (ema.update, 4),
         "AveragedModel (default)": (lambda: ref.update_parameters(model), 3),
         "AveragedModel (swa multi_avg_fn)": (lambda: ref_multi.update_parameters(model), 3),
         "AveragedModel (ema multi_avg_fn)": (lambda: ref_ema.update_parameters(model), 3),
@@ -86,7 +89,8 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
         with torch.no_grad():
             for case, (fn, passes) in cases.items():
                 us = time_us(fn, device)
-                row = {"model": name, "params": numel, "case": case, "us": us, "GB/s": passes * nbytes / us / 1e3}
+                row = {"model": name, "params": numel, "case": case, "us": us, "passes": passes}
+                row["GB/s"] = passes * nbytes / us / 1e3
                 if device == "cuda":
                     row["extra_MiB"] = _extra_mib(fn)
                 rows.append(row)
@@ -112,7 +116,7 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
     run(
         {
             "flat floor: one copy_": (lambda: flat.copy_(flat_live), 2),
-            "WeightAverage swa, flat": (swa.update, 3),
+            "WeightAverage swa, flat": (swa.update, 4),
             "WeightAverage swa, flat, no guard": (swa_lean.update, 3),
         }
     )
@@ -121,6 +125,8 @@ def bench(name: str, model: nn.Module, device: str) -> list[dict]:
     for row in rows:
         row["x_floor"] = row["us"] / floor
         row["x_flat_floor"] = row["us"] / flat_floor
+        # against the floor of the bytes this operation must move: a copy's time per pass x its passes
+        row["x_bytes_floor"] = row["us"] / (floor * row["passes"] / 2) if "passes" in row else float("nan")
     return rows
 
 
@@ -162,12 +168,12 @@ def main() -> None:
     print(f"device: {args.device} ({device_name}), torch {torch.__version__}, threads {args.threads}")
     extra = args.device == "cuda"  # device memory a call allocates beyond the averages (peak)
     print(
-        f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x flat':>7} {'GB/s':>7}"
+        f"{'model':<30} {'case':<36} {'us/update':>10} {'x floor':>8} {'x bytes':>8} {'x flat':>7} {'GB/s':>7}"
         + (f" {'extra MiB':>9}" if extra else "")
     )
     for r in rows:
         print(
-            f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} "
+            f"{r['model']:<30} {r['case']:<36} {r['us']:>10.1f} {r['x_floor']:>8.2f} {r['x_bytes_floor']:>8.2f} "
             f"{r['x_flat_floor']:>7.2f} {r['GB/s']:>7.1f}" + (f" {r.get('extra_MiB', float('nan')):>9.2f}" if extra else "")
         )
     if args.json:
