@@ -47,7 +47,7 @@ setup() {  # for the grid set by `grid`
     python3 -m venv "$DIR/venv-$tag"
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q "torch==2.13.0"
-    "$PY" -m pip install -q -e "$WT[atari,mujoco]"
+    "$PY" -m pip install -q -e "$WT[atari,mujoco,experiments]"  # experiments: the pipeline (an extra since effects-1; older tags ignore it)
     "$PY" -m pip freeze > "$DIR/logs/pip-freeze-$tag.txt"
   fi
 }
