@@ -76,6 +76,18 @@ class EnsemblePolicy:
             actions = np.array([self.rng.choice(len(p), p=p / p.sum()) for p in mean])
         return (actions if vectorized[0] else actions[0]), None
 
+    def disagreement(self, observations) -> float:
+        """How much the members disagree on a batch of raw observations: continuous, the std of
+        their deterministic actions across members (mean over states and action dimensions, in the
+        action space's units); discrete, the share of members off the majority's greedy action
+        (mean over states; 0 when all agree)."""
+        actions = np.stack([np.asarray(m.predict(observations, deterministic=True)[0]) for m in self.members])
+        if isinstance(self.action_space, spaces.Box):
+            return float(actions.std(axis=0).mean())
+        actions = actions.reshape(len(self.members), -1)
+        majority = [np.bincount(column).max() for column in actions.T]
+        return float(1 - np.mean(majority) / len(self.members))
+
     @staticmethod
     def _scores(member: SWAPolicy, observation) -> tuple[np.ndarray, bool]:
         """Action probabilities (or Q-values) of one member, shape (n_envs, n_actions)."""

@@ -208,6 +208,10 @@ class SWAGPolicy:
             self._ensemble = EnsemblePolicy([self.sample(generator) for _ in range(self.n_samples)], seed=self.seed)
         return self._ensemble
 
+    def disagreement(self, observations) -> float:
+        """How much the drawn policies disagree on these raw observations (:meth:`EnsemblePolicy.disagreement`)."""
+        return self.ensemble().disagreement(observations)
+
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
         return self.ensemble().predict(observation, state, episode_start, deterministic)
 

@@ -98,5 +98,7 @@ def test_ensemble_script_scores_a_grids_averaged_policies_on_the_test_episodes(t
     assert result["test_swag"] == [play(s, cfg, "CartPole-v1", seeds, True) for s in swags]
     multi = EnsemblePolicy([m for s in swags for m in s.ensemble().members], seed=0)
     assert result["test_multiswag"] == play(multi, cfg, "CartPole-v1", seeds, True) and len(multi) == 20
+    assert [np.mean(e["returns"]) for e in result["swag_episodes"]] == result["test_swag"]
+    assert all(0 <= d <= 0.5 for e in result["swag_episodes"] for d in e["disagreement"])
     few = script("ensemble.py", exp, "--env", "CartPole-v1", "--variant", "swa")
     assert few.returncode == 2 and "need 2 or more" in few.stderr and len(few.stderr.strip().splitlines()) == 1

@@ -112,3 +112,13 @@ def test_swag_policy_saves_loads_and_resumes(tmp_path):
 def test_bad_swag_settings_name_the_field(settings, field):
     with pytest.raises(ValueError, match=field):
         SWACallback(**settings)
+
+
+def test_disagreement_of_drawn_policies_grows_with_the_scale():
+    model = DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, batch_size=16, seed=0, device="cpu")
+    swa = SWACallback(start=0.5, swag_rank=3)
+    model.learn(300, callback=swa)
+    recorder = swa.component(SWAGRecorder)
+    obs = np.stack([model.observation_space.sample() for _ in range(32)])
+    spread = [recorder.policy(n_samples=6, scale=s, seed=2).disagreement(obs) for s in (0.0, 0.5, 4.0)]
+    assert spread[0] < 1e-6 < spread[1] < spread[2]  # identical draws at scale 0 (float32 rounding of the std)

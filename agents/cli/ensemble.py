@@ -31,9 +31,41 @@ def members_of(experiment: Path, env_id: str, variant: str) -> list[Path]:
     return [r for r in runs if (r / "result.json").is_file() and (r / "swa_policy.safetensors").is_file()]
 
 
+class _Recorder:
+    """A policy that keeps the observations it is asked to act on."""
+
+    def __init__(self, policy):
+        self.policy, self.observations = policy, []
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        self.observations.append(np.array(observation))
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+def _episodes_with_disagreement(swag, cfg, env_id: str, seeds: list[int], det: bool) -> tuple[list[float], list[float]]:
+    """Per test episode: the SWAG policy's return, and how much its drawn policies disagree on the
+    states it visited (``SWAGPolicy.disagreement``)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from agents.envs import make_env
+
+    returns, disagreement = [], []
+    for seed in seeds:
+        env, recorder = make_env(cfg, env_id, 1, seed, training=False), _Recorder(swag)
+        rewards, _ = evaluate_policy(recorder, env, 1, deterministic=det, return_episode_rewards=True, warn=False)
+        env.close()
+        returns.append(float(rewards[0]))
+        disagreement.append(swag.disagreement(np.concatenate(recorder.observations)))
+    return returns, disagreement
+
+
 def _swag_scores(runs: list[Path], cfg, env_id: str, seeds: list[int], det: bool) -> dict:
     """When every run saved a SWAG policy (``swa.swag_rank``): each seed's SWAG policy (the mean over its
-    drawn policies) and MultiSWAG (one ensemble of every seed's drawn policies), on the same episodes."""
+    drawn policies) and MultiSWAG (one ensemble of every seed's drawn policies), on the same episodes;
+    and whether the drawn policies' disagreement on an episode's states goes with a lower return
+    (Spearman's rank correlation over all test episodes of all seeds)."""
+    from scipy.stats import spearmanr
+
     from agents.cli.posthoc import play
     from rl_swa import EnsemblePolicy, SWAGPolicy
 
@@ -43,13 +75,18 @@ def _swag_scores(runs: list[Path], cfg, env_id: str, seeds: list[int], det: bool
         swags = [SWAGPolicy.load(r / "swag_policy.safetensors", device="cpu") for r in runs]
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc).replace("\n", " ")) from None
-    scores = [play(s, cfg, env_id, seeds, det) for s in swags]
+    episodes = [_episodes_with_disagreement(s, cfg, env_id, seeds, det) for s in swags]
+    scores = [float(np.mean(returns)) for returns, _ in episodes]
+    pairs = [(r, d) for returns, dis in episodes for r, d in zip(returns, dis)]
+    rho = spearmanr(*zip(*pairs)).statistic if len({d for _, d in pairs}) > 1 else float("nan")
     multi = EnsemblePolicy([m for s in swags for m in s.ensemble().members], seed=swags[0].seed)
     return {
         "test_swag": scores,
         "test_swag_mean": float(np.mean(scores)),
         "swag": {"rank": swags[0].rank, "n_samples": swags[0].n_samples, "scale": swags[0].scale},
         "test_multiswag": play(multi, cfg, env_id, seeds, det),
+        "swag_episodes": [{"returns": r, "disagreement": d} for r, d in episodes],
+        "swag_disagreement_vs_return_spearman": None if rho != rho else float(rho),
     }
 
 
