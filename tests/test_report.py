@@ -118,3 +118,17 @@ def test_atari_games_are_set_beside_random_play_and_published_scores():
     data["arms"]["baseline"]["ci"] = (5.0, 9.0)
     assert "has left random play" in " ".join(_context("ALE/Breakout-v5", data))
     assert not any("random" in line for line in _context("Hopper-v5", data))
+
+
+def test_wall_time_per_arm_leaves_out_resumed_runs_and_covers_every_arm(grid):
+    walls = {("baseline", 0): (600, None), ("baseline", 1): (30, 5000), ("swa", 0): (900, None), ("swa", 1): (60, 4000)}
+    walls[("act_avg", 0)] = (1200, None)
+    _write_run(grid, "Toy-v0", "act_avg", 0, [(1, 50, None), (2, 45, 30), (3, 20, 21)])
+    for (variant, seed), (wall, resumed) in walls.items():
+        path = grid / "Toy-v0" / variant / f"seed{seed}" / "result.json"
+        result = json.loads(path.read_text()) | {"wall_s": wall, "resumed_from": resumed}
+        path.write_text(json.dumps(result))
+    env = summarize(load_runs(grid), last_k=2, reps=50)["per_env"]["Toy-v0"]
+    assert env["wall_min"] == {"baseline": 10.0, "swa": 15.0, "act_avg": 20.0} and env["resumed"] == 2
+    text = write_report(grid, grid / "report", last_k=2, reps=50).read_text()
+    assert "baseline 10 min, swa 15 min, act_avg 20 min (2 resumed runs left out" in text

@@ -216,15 +216,17 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
                         "ties": int((d == 0).sum()),
                     }
         steps = sorted({int(r["timesteps"]) for r in runs if r["env"] == env and "timesteps" in r})
-        walls = {
-            v: [r["wall_s"] for r in runs if r["env"] == env and r["variant"] == v and r.get("wall_s")]
-            for v in ("baseline", "swa")
-        }
+        here = [r for r in runs if r["env"] == env and r.get("wall_s")]
+        whole = [r for r in here if r.get("resumed_from") is None]  # a resumed run's wall_s covers its last start only
+        order = ["baseline", "swa", "act_avg", "reset_avg"]
+        variants = sorted({r["variant"] for r in here}, key=lambda v: (order.index(v) if v in order else len(order), v))
+        walls = {v: [r["wall_s"] for r in whole if r["variant"] == v] for v in variants}
         per_env[env] = {
             "arms": arms,
             "paired": paired,
             "timesteps": steps,
             "wall_min": {v: float(np.mean(w)) / 60 for v, w in walls.items() if w},
+            "resumed": len(here) - len(whole),
         }
     for env in envs:
         per_env[env]["posthoc"] = _posthoc(runs, env, reps)
@@ -385,9 +387,11 @@ def _context(env: str, data: dict) -> list[str]:
     if data.get("timesteps"):
         out.append(f"Budget: {', '.join(f'{t:,}' for t in data['timesteps'])} env steps per run.")
     if data.get("wall_min"):
+        partial = f" ({data.get('resumed')} resumed runs left out: their wall time covers their last start only)"
         out.append(
             "Wall time per arm after the fork (mean): "
             + ", ".join(f"{v} {m:.0f} min" if m >= 10 else f"{v} {60 * m:.0f} s" for v, m in data["wall_min"].items())
+            + (partial if data.get("resumed") else "")
             + "."
         )
     game = env.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
