@@ -243,6 +243,9 @@ def _first_error(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if not loc:  # a check of several fields: its message names them
         return msg
+    leaf = str(err["loc"][-1])
+    if msg.startswith(f"{leaf}="):  # a check that names its own field (rl_swa's): give the full path
+        return loc + msg[len(leaf) :]
     named = re.match(r"([a-z_]+): ", msg)
     if err["type"] == "value_error" and named and named.group(1) not in loc:  # a section's check naming its field
         return f"{loc}.{msg}"

@@ -2,7 +2,8 @@
 
 The callback, the experiment configs (``agents/config.py`` embeds it as the ``swa`` section) and
 RL Zoo's YAML (plain keyword arguments) all go through this class; the parts that use the values
-(schedules, the averaging engine) receive them already valid.
+(schedules, the averaging engine) receive them already valid; where a value has a check of its own
+there (a decay, a learning rate, a step count), the config calls that same check.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pydantic import (
 )
 
 from rl_swa.posthoc import check_sigma_rels
+from rl_swa.rules import check_decay
+from rl_swa.schedules import check_lr, check_steps
 
 
 def _no_bool(value):
@@ -67,7 +70,7 @@ class Average(BaseModel):
 
     mode: Literal["swa", "ema"]
     start: Position | None = None
-    decay: Real = Field(0.999, gt=0, lt=1)
+    decay: Real = 0.999
 
     @model_validator(mode="before")
     @classmethod
@@ -93,6 +96,11 @@ class Average(BaseModel):
     def _start(cls, v, info: ValidationInfo):
         return v if v is None else _position(v, allow_zero=info.data.get("mode") == "ema")
 
+    @field_validator("decay")
+    @classmethod
+    def _decay(cls, v):
+        return check_decay(v)
+
     @model_validator(mode="after")
     def _needs_start(self):
         if self.mode == "swa" and self.start is None:
@@ -114,16 +122,14 @@ class SWAConfig(BaseModel):
     start: Position = Field(0.75, description="fraction of the run in (0, 1), or an env step")
     update_every: StrictInt = Field(1, ge=1, description="snapshot every N gradient updates")
     mode: Literal["swa", "ema"] = "swa"
-    decay: Real = Field(0.999, gt=0, lt=1, description="EMA decay (mode: ema)")
+    decay: Real = Field(0.999, description="EMA decay in (0, 1) (mode: ema)")
     ema_warmup: StrictBool = Field(False, description="ramp the EMA decay up as timm's ModelEmaV3")
     parts: Literal["both", "actor", "critic"] = "both"
-    swa_lr: Real | None = Field(None, gt=0, allow_inf_nan=False, description="LR of the SWA phase; null leaves the LR alone")
+    swa_lr: Real | None = Field(None, description="LR of the SWA phase (> 0); null leaves the LR alone")
     anneal: Position = Field(0.0, description="span from the LR at start to swa_lr: fraction of the run or env steps")
     anneal_strategy: Literal["cos", "linear"] = "cos"
-    cycle: StrictInt | None = Field(None, ge=1, description="cyclic SWA: updates per cycle (needs swa_lr)")
-    swa_lr_max: Real | None = Field(
-        None, gt=0, allow_inf_nan=False, description="top of each cycle (default: the LR at start)"
-    )
+    cycle: StrictInt | None = Field(None, description="cyclic SWA: updates per cycle, >= 1 (needs swa_lr)")
+    swa_lr_max: Real | None = Field(None, description="top of each cycle, > 0 (default: the LR at start)")
     averages: list[Average] = Field(default_factory=list, description="further averages on the same trajectory")
     posthoc_points: StrictInt = Field(0, ge=0, description="saved states of a running equal average, for post-hoc windows")
     posthoc_sigma_rels: list[float] = Field(
@@ -142,6 +148,22 @@ class SWAConfig(BaseModel):
     @classmethod
     def _anneal(cls, v):
         return _position(v, allow_zero=True)
+
+    # the engine's and the schedules' own checks: one validator per value
+    @field_validator("decay")
+    @classmethod
+    def _decay(cls, v):
+        return check_decay(v)
+
+    @field_validator("swa_lr", "swa_lr_max")
+    @classmethod
+    def _lr(cls, v, info: ValidationInfo):
+        return None if v is None else check_lr(info.field_name, v)
+
+    @field_validator("cycle")
+    @classmethod
+    def _cycle(cls, v):
+        return None if v is None else check_steps("cycle", v, 1)
 
     @field_validator("posthoc_sigma_rels")
     @classmethod
@@ -193,6 +215,9 @@ def first_error(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{field}=... is not allowed; unknown setting (allowed: {', '.join(SWAConfig.model_fields)})"
+    leaf = str(loc[-1]) if loc else ""
+    if field and msg.startswith(f"{leaf}="):  # a check that names its own field: give the full path
+        return field + msg[len(leaf) :]
     if not field or "is not allowed" in msg:  # a check of several fields, or one that names its field
         return msg
     return f"{field}={err.get('input')!r} is not allowed; {msg}"

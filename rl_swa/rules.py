@@ -85,6 +85,13 @@ class _PowerRule(_Rule):
         return {"gamma": self.gamma}
 
 
+def check_decay(decay) -> float:
+    """The one check of an EMA decay (the engine's and :class:`rl_swa.SWAConfig`'s)."""
+    if isinstance(decay, bool) or not (isinstance(decay, (int, float)) and 0.0 < decay < 1.0):
+        raise ValueError(f"decay={decay!r} is not allowed; it must be a float in (0, 1)")
+    return float(decay)
+
+
 def make_rule(mode: str, decay: float, warmup: bool, gamma: float | None = None) -> _Rule:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not supported; allowed: {', '.join(MODES)}")
@@ -94,6 +101,4 @@ def make_rule(mode: str, decay: float, warmup: bool, gamma: float | None = None)
         if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and gamma >= 0 and math.isfinite(gamma)):
             raise ValueError(f"gamma={gamma!r} is not allowed; mode='power' needs a finite float >= 0")
         return _PowerRule(float(gamma))
-    if not (isinstance(decay, (int, float)) and 0.0 < decay < 1.0):
-        raise ValueError(f"decay={decay!r} is not allowed; it must be a float in (0, 1)")
-    return _EMARule(float(decay), bool(warmup))
+    return _EMARule(check_decay(decay), bool(warmup))

@@ -17,13 +17,15 @@ from collections.abc import Callable
 ANNEAL_STRATEGIES = ("cos", "linear")
 
 
-def _check_steps(name: str, value, minimum: int = 0) -> int:
+def check_steps(name: str, value, minimum: int = 0) -> int:
+    """The one check of a step count (the schedules' and :class:`rl_swa.SWAConfig`'s)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}={value!r} is not allowed; it must be an int >= {minimum}")
     return value
 
 
-def _check_lr(name: str, value) -> float:
+def check_lr(name: str, value) -> float:
+    """The one check of a learning rate (the schedules' and :class:`rl_swa.SWAConfig`'s)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}={value!r} is not allowed; it must be a positive finite float")
     return float(value)
@@ -36,8 +38,8 @@ class _PhasedSchedule:
         if not callable(base):
             raise ValueError(f"base={base!r} is not allowed; it must be a callable progress_remaining -> lr")
         self.base = base
-        self.total_timesteps = _check_steps("total_timesteps", total_timesteps, 1)
-        self.start_step = _check_steps("start_step", start_step)
+        self.total_timesteps = check_steps("total_timesteps", total_timesteps, 1)
+        self.start_step = check_steps("start_step", start_step)
 
     def step_of(self, progress_remaining: float) -> int:
         return round((1.0 - progress_remaining) * self.total_timesteps)
@@ -72,8 +74,8 @@ class AnnealSchedule(_PhasedSchedule):
         self, base, total_timesteps: int, start_step: int, swa_lr: float, anneal_steps: int = 0, strategy: str = "cos"
     ):
         super().__init__(base, total_timesteps, start_step)
-        self.swa_lr = _check_lr("swa_lr", swa_lr)
-        self.anneal_steps = _check_steps("anneal_steps", anneal_steps)
+        self.swa_lr = check_lr("swa_lr", swa_lr)
+        self.anneal_steps = check_steps("anneal_steps", anneal_steps)
         if strategy not in ANNEAL_STRATEGIES:
             raise ValueError(f"strategy={strategy!r} is not supported; allowed: {', '.join(ANNEAL_STRATEGIES)}")
         self.strategy = strategy
@@ -109,10 +111,10 @@ class CyclicSchedule(_PhasedSchedule):
         self, base, total_timesteps: int, start_step: int, lr_max: float, lr_min: float, cycle: int, steps_per_update: int = 1
     ):
         super().__init__(base, total_timesteps, start_step)
-        self.lr_max = _check_lr("lr_max", lr_max)
-        self.lr_min = _check_lr("lr_min", lr_min)
-        self.cycle = _check_steps("cycle", cycle, 1)
-        self.steps_per_update = _check_steps("steps_per_update", steps_per_update, 1)
+        self.lr_max = check_lr("lr_max", lr_max)
+        self.lr_min = check_lr("lr_min", lr_min)
+        self.cycle = check_steps("cycle", cycle, 1)
+        self.steps_per_update = check_steps("steps_per_update", steps_per_update, 1)
 
     def update_index(self, step: int) -> int:
         """1-based index of the SWA-phase update made at env step ``step``."""
