@@ -161,7 +161,7 @@ def _label(arm: str) -> str:
     if ":" not in arm:
         return f"{arm} arm, online weights"
     variant, name = arm.split(":", 1)
-    return f"{variant} arm, average {name}"
+    return f"{variant} arm, its main average" if name == "average" else f"{variant} arm, average {name}"
 
 
 def arm_scores(runs: list[dict], env: str, arm: str, arms: dict | None = None) -> dict[int, float]:
