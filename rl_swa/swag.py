@@ -85,7 +85,9 @@ class SWAGRecorder(BaseCallback):
             self._first = (main.n_updates, step)
             return
         if self.every is None:
-            per_snapshot = max(1, step - self._first[1])
+            if step == self._first[1]:  # several updates per env step: measure once the step moves
+                return
+            per_snapshot = (step - self._first[1]) / (main.n_updates - self._first[0])  # env steps per snapshot
             remaining = int((self.model._total_timesteps - self._first[1]) / per_snapshot)  # snapshots after the first
             self.every = max(1, remaining // self.rank)
         if (main.n_updates - self._first[0]) % self.every == 0:

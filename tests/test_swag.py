@@ -59,6 +59,12 @@ def test_columns_are_spread_over_the_averaging_phase():
         average.update()
         recorder._after_update(step=200 + 40 * i)  # a snapshot every 40 steps from step 240 to 1000: ~20 snapshots
     assert recorder.every == 4  # 19 snapshots after the first / 4 columns
+    net, average, recorder = _recorder(on_host=True, rank=4, every=None)
+    recorder.model = SimpleNamespace(_total_timesteps=1000)
+    for i in range(1, 7):  # two snapshots per env step (e.g. DDPG's gradient_steps=2): one every 20 steps
+        average.update()
+        recorder._after_update(step=200 + 40 * ((i + 1) // 2))
+    assert recorder.every == 9  # (1000 - 240) / 20 = 38 snapshots after the first / 4 columns
 
 
 def test_a_policy_drawn_with_scale_zero_is_the_average_and_draws_spread_as_the_gaussian(tmp_path):
