@@ -36,6 +36,13 @@ ATARI_REFERENCE = {
     "CrazyClimber": (10780.5, 35829.4),
     "Pong": (-20.7, 14.6),
 }
+# MuJoCo: uniform random actions (measured: 10 episodes, reset seeds 10000-10009, the evaluation's seeds;
+# command in docs/results/campaign.md) and RL Zoo's TD3 at 1M env steps (one run; no DDPG MuJoCo v5 scores are published).
+MUJOCO_REFERENCE = {
+    "HalfCheetah": {"random": -271.6, "rl_zoo_td3_1M": 9656},
+    "Hopper": {"random": 28.9, "rl_zoo_td3_1M": 3606},
+    "Walker2d": {"random": 5.3, "rl_zoo_td3_1M": 4718},
+}
 # Published A2C scores to set ours beside: RL Zoo (one run, 10M env steps = 40M frames) and the SWA
 # paper (Nikishin et al. 2018; A2C vs A2C+SWA, mean ± spread, frames and seeds unpublished).
 PUBLISHED = {
@@ -381,6 +388,17 @@ def markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _left_random(base: dict | None, random_score: float) -> str:
+    """Whether the baseline's final score (its CI's lower bound) is above random play."""
+    if not base or np.isnan(base["ci"][0]):
+        return ""
+    left = base["ci"][0] > random_score
+    return (
+        f" The baseline's final score {'has' if left else 'has not'} left random play (CI lower bound "
+        f"{_fmt(base['ci'][0])} vs random {random_score}){'' if left else ': give its SWA comparison no weight'}."
+    )
+
+
 def _context(env: str, data: dict) -> list[str]:
     """Budget, cost, and for Atari: random and human play, and the published A2C scores."""
     out = [""]
@@ -395,16 +413,9 @@ def _context(env: str, data: dict) -> list[str]:
             + "."
         )
     game = env.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    base = data["arms"].get("baseline")
     if game in ATARI_REFERENCE:
         lo, hi = ATARI_REFERENCE[game]
-        base = data["arms"].get("baseline")
-        verdict = ""
-        if base and not np.isnan(base["ci"][0]):
-            left = base["ci"][0] > lo
-            verdict = (
-                f" The baseline's final score {'has' if left else 'has not'} left random play (CI lower bound "
-                f"{_fmt(base['ci'][0])} vs random {lo}){'' if left else ': give its SWA comparison no weight'}."
-            )
         pub = PUBLISHED.get(game, {})
         zoo = f"; RL Zoo A2C at 10M env steps (40M frames): {pub['rl_zoo_a2c_10M']}" if "rl_zoo_a2c_10M" in pub else ""
         paper = (
@@ -413,7 +424,13 @@ def _context(env: str, data: dict) -> list[str]:
             else ""
         )
         frames = f" (4 frames per env step: {4 * data['timesteps'][-1]:,} frames here)" if data.get("timesteps") else ""
-        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{verdict}")
+        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{_left_random(base, lo)}")
+    elif game in MUJOCO_REFERENCE:
+        ref = MUJOCO_REFERENCE[game]
+        out.append(
+            f"Reference scores: random actions {ref['random']}; RL Zoo TD3 at 1M env steps: {ref['rl_zoo_td3_1M']}."
+            + _left_random(base, ref["random"])
+        )
     return out
 
 
