@@ -17,11 +17,10 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.config import ConfigError, ExperimentConfig
+from agents.config import VARIANTS, ConfigError, ExperimentConfig
 from rl_swa import ActWithAverage, ResetToAverage, SWACallback
 from rl_swa.evaluation import SWAEvaluation
 
-VARIANTS = ("baseline", "swa", "act_avg", "reset_avg")  # a config's `variants` picks among them
 OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "rmsprop": (RMSpropTFLike, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})}
 ACTIVATIONS = {
     "tanh": torch.nn.Tanh,

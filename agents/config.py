@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rl_swa.config import SWAConfig
+
+Variant = Literal["baseline", "swa", "act_avg", "reset_avg"]  # the arms a grid can run, each forked from one prefix
+VARIANTS = get_args(Variant)
 
 
 class ConfigError(ValueError):
@@ -139,7 +142,7 @@ class ExperimentConfig(_Strict):
         False, description="VecNormalize the training env (observations and rewards), as RL Zoo's normalize: true"
     )
     budgets: dict[str, Budget]
-    variants: list[Literal["baseline", "swa", "act_avg", "reset_avg"]] = Field(
+    variants: list[Variant] = Field(
         ["baseline", "swa"], min_length=1, description="arms of a grid, each forked from the same prefix"
     )
     on_divergence: Literal["stop", "finish"] = Field(

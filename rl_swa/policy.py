@@ -109,7 +109,7 @@ class SWAPolicy:
         """Load a file written by :meth:`save`. Nothing is unpickled: the policy class must come from
         SB3, sb3-contrib, rl_swa (or a module named in ``allow``). A damaged or foreign file raises
         ``ValueError`` naming it."""
-        policy, header, _ = read_policy_file(path, device, allow=allow)
+        policy, _, _ = read_policy_file(path, device, allow=allow)
         return policy
 
 

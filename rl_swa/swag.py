@@ -21,6 +21,7 @@ from torch import Tensor
 from rl_swa.ensemble import EnsemblePolicy
 from rl_swa.guard import chunks
 from rl_swa.policy import SWAPolicy, copy_policy, read_policy_file, write_policy_file
+from rl_swa.schedules import check_steps
 
 PREFIX = "swag."
 
@@ -37,12 +38,8 @@ class SWAGRecorder(BaseCallback):
 
     def __init__(self, swa, rank: int = 20, every: int | None = None):
         super().__init__()
-        for name, value, least in (("rank", rank, 2), ("every", every, 1)):
-            if value is None and name == "every":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"SWAGRecorder: {name}={value!r} is not allowed; it must be an int >= {least}")
-        self.swa, self.rank, self.every = swa, rank, every
+        self.swa, self.rank = swa, check_steps("rank", rank, 2)
+        self.every = None if every is None else check_steps("every", every, 1)
         self.sq: list[Tensor] = []
         self.deviations: list[list[Tensor]] = []
         self.n_columns = 0  # deviation columns written (the newest rank are kept)

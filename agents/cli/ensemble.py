@@ -31,17 +31,6 @@ def members_of(experiment: Path, env_id: str, variant: str) -> list[Path]:
     return [r for r in runs if (r / "result.json").is_file() and (r / "swa_policy.safetensors").is_file()]
 
 
-class _Recorder:
-    """A policy that keeps the observations it is asked to act on."""
-
-    def __init__(self, policy):
-        self.policy, self.observations = policy, []
-
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
-        self.observations.append(np.array(observation))
-        return self.policy.predict(observation, state, episode_start, deterministic)
-
-
 def _episodes_with_disagreement(swag, cfg, env_id: str, seeds: list[int], det: bool) -> tuple[list[float], list[float]]:
     """Per test episode: the SWAG policy's return, and how much its drawn policies disagree on the
     states it visited (``SWAGPolicy.disagreement``)."""
@@ -49,13 +38,18 @@ def _episodes_with_disagreement(swag, cfg, env_id: str, seeds: list[int], det: b
 
     from agents.envs import make_env
 
-    returns, disagreement = [], []
+    returns, disagreement, seen = [], [], []
+
+    def keep(local: dict, _) -> None:  # SB3 passes its locals: the observations each action was taken on
+        seen.append(local["observations"].copy())
+
     for seed in seeds:
-        env, recorder = make_env(cfg, env_id, 1, seed, training=False), _Recorder(swag)
-        rewards, _ = evaluate_policy(recorder, env, 1, deterministic=det, return_episode_rewards=True, warn=False)
+        env = make_env(cfg, env_id, 1, seed, training=False)
+        seen.clear()
+        rewards, _ = evaluate_policy(swag, env, 1, deterministic=det, return_episode_rewards=True, warn=False, callback=keep)
         env.close()
         returns.append(float(rewards[0]))
-        disagreement.append(swag.disagreement(np.concatenate(recorder.observations)))
+        disagreement.append(swag.disagreement(np.concatenate(seen)))
     return returns, disagreement
 
 

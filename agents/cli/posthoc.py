@@ -154,12 +154,10 @@ def _args() -> argparse.Namespace:
 def _policy_maker(online):
     """weights -> an SWAPolicy of the online policy's class holding them (and its normalizer)."""
     from rl_swa import SWAPolicy
-
-    template = online.policy
+    from rl_swa.policy import copy_policy
 
     def policy_with(weights: dict) -> SWAPolicy:
-        policy = type(template)(**template._get_constructor_parameters())
-        policy.load_state_dict(template.state_dict())
+        policy = copy_policy(online.policy)
         state = policy.state_dict()
         state.update(weights)
         policy.load_state_dict(state)

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from agents.cli._cli import guarded  # first: signals during start-up
-from agents.config import ConfigError
+from agents.config import VARIANTS, ConfigError
 from agents.rundir import read_csv, read_json
 
 # Atari: human-normalized scores, (random, human) per game (Mnih et al. 2015 / Badia et al. 2020).
@@ -225,8 +225,7 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
         steps = sorted({int(r["timesteps"]) for r in runs if r["env"] == env and "timesteps" in r})
         here = [r for r in runs if r["env"] == env and r.get("wall_s")]
         whole = [r for r in here if r.get("resumed_from") is None]  # a resumed run's wall_s covers its last start only
-        order = ["baseline", "swa", "act_avg", "reset_avg"]
-        variants = sorted({r["variant"] for r in here}, key=lambda v: (order.index(v) if v in order else len(order), v))
+        variants = [v for v in VARIANTS if any(r["variant"] == v for r in here)]
         walls = {v: [r["wall_s"] for r in whole if r["variant"] == v] for v in variants}
         per_env[env] = {
             "arms": arms,
