@@ -6,6 +6,7 @@
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs into docs/results/campaign/
+#   bash scripts/campaign.sh posthoc [EXPERIMENT...]  # post-hoc choice for finished runs that lack one, each with its grid's code
 #
 # CAMPAIGN_DIR (default: ../campaign next to the repository) holds one clone and one venv per code
 # version, the run directories and the logs; rerunning `start` skips finished runs and resumes
@@ -109,4 +110,23 @@ collect() {
   echo "copied into $dest"
 }
 
-"${1:-status}"
+posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, run by the clone of the run's own commit
+  local run want line
+  for exp in "${@:-}"; do
+    (cd "$RUNS" && find "./$exp" -name posthoc.pt -printf '%h\n' | sort) | while read -r run; do
+      [ -f "$RUNS/$run/result.json" ] && [ ! -f "$RUNS/$run/posthoc.json" ] || continue
+      want=$(sed -n 's/.*"code": "\([0-9a-f]*\)".*/\1/p' "$RUNS/$run/result.json")
+      for line in "${GRIDS[@]}"; do
+        grid "$line"
+        if [[ $commit == "$want"* ]]; then
+          echo "posthoc $run (code $tag)"
+          (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" > /dev/null) || echo "posthoc failed: $run"
+          break
+        fi
+      done
+    done
+  done
+}
+
+cmd=${1:-status}; shift || true
+"$cmd" "$@"
