@@ -8,6 +8,7 @@ import pytest
 
 from agents.cli.report import (
     bootstrap_ci,
+    curve_series,
     iqm,
     load_runs,
     probability_of_improvement,
@@ -134,3 +135,41 @@ def test_wall_time_per_arm_leaves_out_resumed_runs_and_covers_every_arm(grid):
     assert env["wall_min"] == {"baseline": 10.0, "swa": 15.0, "act_avg": 20.0} and env["resumed"] == 2
     text = write_report(grid, grid / "report", last_k=2, reps=50).read_text()
     assert "baseline 10 min, swa 15 min, act_avg 20 min (2 resumed runs left out" in text
+
+
+def test_curves_show_each_arm_with_every_average_it_kept(grid):
+    for seed in range(3):  # the baseline arm also kept an equal average from 0.5
+        path = grid / "Toy-v0" / "baseline" / f"seed{seed}" / "eval.csv"
+        rows = path.read_text().splitlines()
+        path.write_text("\n".join([rows[0] + ",swa_0.5_mean_reward"] + [r + f",{seed}" for r in rows[1:]]) + "\n")
+    series = curve_series(load_runs(grid), "Toy-v0")
+    assert list(series) == ["deployed policies", "baseline arm", "swa arm"]
+    baseline_arm = ["baseline (online)", "baseline + eval-only average", "baseline arm, average swa_0.5"]
+    assert list(series["baseline arm"]) == baseline_arm
+    steps, mean, lo, hi = series["baseline arm"]["baseline arm, average swa_0.5"]
+    assert steps == [1, 2, 3] and mean == pytest.approx([1.0, 1.0, 1.0]) and np.all(lo <= mean) and np.all(mean <= hi)
+    steps, mean, _, _ = series["deployed policies"]["SWA (averaged policy)"]  # the average starts at step 2
+    assert steps == [2, 3] and mean == pytest.approx([30.0, 25.0])
+
+
+def test_swag_and_ensemble_scores_are_reported(grid):
+    scores = {
+        "env": "Toy-v0",
+        "variant": "swa",
+        "test_online": [1.0, 2.0, 3.0],
+        "test_members": [10.0, 20.0, 30.0],
+        "test_ensemble": 33.0,
+        "test_swag": [12.0, 19.0, 34.0],
+        "test_multiswag": 35.0,
+        "swag_disagreement_vs_return_spearman": -0.5,
+    }
+    (grid / "ensemble_Toy-v0_swa.json").write_text(json.dumps(scores))
+    (grid / "ensemble_Toy-v0_baseline.json").write_text(json.dumps(scores | {"variant": "baseline", "test_ensemble": 5.0}))
+    text = write_report(grid, grid / "report", last_k=2, reps=200).read_text()
+    summary = json.loads((grid / "report" / "summary.json").read_text())
+    ens = summary["per_env"]["Toy-v0"]["ensembles"]
+    assert list(ens) == ["baseline", "swa"]  # the arms' order, not the files'
+    swa = ens["swa"]
+    assert swa["single"] == pytest.approx(20.0) and swa["swag"] == pytest.approx(65 / 3) and swa["multiswa"] == 33.0
+    assert swa["swag - single"]["mean"] == pytest.approx(5 / 3) and swa["swag - single"]["wins"] == 2
+    assert "| swa | 3 | 2.000 | 20.0 | 21.7 | 1.667 [" in text and "| 33.0 | 35.0 | -0.50 |" in text

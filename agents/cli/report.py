@@ -2,8 +2,10 @@
 
     python scripts/report.py runs/<experiment> [--out DIR] [--last-k 3] [--reps 2000]
 
-Reads every ``<env>/<variant>/seed<k>/`` (``result.json`` + ``eval.csv``) of one experiment and
-writes ``report.md``, ``runs.csv`` and a learning-curve PNG per env.
+Reads every ``<env>/<variant>/seed<k>/`` (``result.json`` + ``eval.csv``, and ``posthoc.json`` where
+made) of one experiment, and its ``ensemble_<env>_<variant>.json`` (``scripts/ensemble.py``) where
+made; writes ``report.md``, ``runs.csv`` and a learning-curve PNG per env (the deployed policies;
+the further averages).
 
 Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
@@ -82,6 +84,11 @@ def load_runs(experiment_dir: str | Path) -> list[dict]:
         info["posthoc"] = read_json(posthoc) if posthoc.exists() else None
         runs.append(info)
     return runs
+
+
+def load_ensembles(experiment_dir: str | Path) -> list[dict]:
+    """The test scores of SWAG and the ensembles of averages (``scripts/ensemble.py``), one per (env, variant)."""
+    return [read_json(p) for p in sorted(Path(experiment_dir).glob("ensemble_*.json"))]
 
 
 def normalizer(env_id: str):
@@ -182,7 +189,7 @@ def arm_scores(runs: list[dict], env: str, arm: str, arms: dict | None = None) -
     return out
 
 
-def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
+def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: list[dict] = ()) -> dict:
     """All numbers of the report, as plain data (tested against hand-computed values)."""
     envs = sorted({r["env"] for r in runs})
     all_arms = arms_in(runs)
@@ -236,6 +243,8 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000) -> dict:
         }
     for env in envs:
         per_env[env]["posthoc"] = _posthoc(runs, env, reps)
+        mine = sorted((e for e in ensembles if e["env"] == env), key=lambda e: list(VARIANTS).index(e["variant"]))
+        per_env[env]["ensembles"] = {e["variant"]: _ensemble(e, reps) for e in mine}
     aggregate = _aggregate(per_env, reps)
     return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
 
@@ -281,6 +290,48 @@ def _posthoc(runs: list[dict], env: str, reps: int) -> dict:
                 }
         out[variant] = entry
     return out
+
+
+def _ensemble(scores: dict, reps: int) -> dict:
+    """One (env, variant) of scripts/ensemble.py: per-seed means, the ensembles, SWAG against its seed's single average."""
+    out = {
+        "seeds": len(scores["test_members"]),
+        "online": float(np.mean(scores["test_online"])),
+        "single": float(np.mean(scores["test_members"])),
+        "multiswa": float(scores["test_ensemble"]),
+    }
+    if "test_swag" in scores:
+        d = np.array(scores["test_swag"], dtype=float) - np.array(scores["test_members"], dtype=float)
+        out |= {
+            "swag": float(np.mean(scores["test_swag"])),
+            "swag - single": {"mean": float(d.mean()), "ci": bootstrap_ci(d, reps=reps), "wins": int((d > 0).sum())},
+            "multiswag": float(scores["test_multiswag"]),
+            "spearman": float(scores.get("swag_disagreement_vs_return_spearman", np.nan)),
+        }
+    return out
+
+
+def _ensemble_lines(ensembles: dict) -> list[str]:
+    if not ensembles:
+        return []
+    lines = [
+        "",
+        "SWAG and ensembles of the averages (scripts/ensemble.py, test episodes; per-seed policies: mean over seeds; "
+        "MultiSWA: the seeds' averages as one ensemble; MultiSWAG: their drawn policies as one; "
+        "Spearman: the drawn policies' disagreement on an episode's states vs its return):",
+        "",
+        "| arm | seeds | online | single average | SWAG | SWAG - single average [95% CI] (wins) "
+        "| MultiSWA | MultiSWAG | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, e in ensembles.items():
+        swag = e.get("swag - single")
+        cells = [variant, e["seeds"], _fmt(e["online"]), _fmt(e["single"]), _fmt(e.get("swag", np.nan))]
+        cells.append(f"{_fmt(swag['mean'])} {_ci(swag)} ({swag['wins']})" if swag else "n/a")
+        rho = e.get("spearman", np.nan)
+        cells += [_fmt(e["multiswa"]), _fmt(e.get("multiswag", np.nan)), "n/a" if np.isnan(rho) else f"{rho:+.2f}"]
+        lines.append(_row(cells))
+    return lines
 
 
 def _matrix(per_env: dict, arm: str, envs: list[str], normalize: bool) -> np.ndarray | None:
@@ -374,6 +425,7 @@ def markdown(summary: dict, title: str) -> str:
                 if (key := f"{a} - {b}") in ph:
                     d = ph[key]
                     lines.append(_row([key, d["n"], _fmt(d["mean"]), _ci(d), f"{d['wins']} / {d['ties']}"]))
+        lines += _ensemble_lines(data.get("ensembles", {}))
         lines += _context(env, data)
         lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
     agg = summary["aggregate"]
@@ -472,44 +524,58 @@ def runs_csv(runs: list[dict]) -> str:
     return buf.getvalue()
 
 
+def curve_series(runs: list[dict], env: str) -> dict[str, dict[str, tuple]]:
+    """Per panel (the policies each arm deploys; then per arm, its online policy and every average it kept),
+    per curve: steps, mean over seeds, CI band."""
+    arms = arms_in(runs)
+    main = [*ARMS, *(a for a in arms if a not in ARMS and ":" not in a)]
+    panels = {"deployed policies": main}
+    for variant in (v for v in VARIANTS if any(r["env"] == env and r["variant"] == v for r in runs)):
+        panels[f"{variant} arm"] = [a for a in arms if arms[a][0] == variant]
+    out: dict[str, dict[str, tuple]] = {}
+    for panel, names in panels.items():
+        for arm in names:
+            variant, key = arms[arm]
+            curves = [r["curve"] for r in runs if r["env"] == env and r["variant"] == variant and r["curve"]]
+            steps = sorted({row["step"] for c in curves for row in c if not np.isnan(row.get(key, np.nan))})
+            if not steps:
+                continue
+            table = np.full((len(curves), len(steps)), np.nan)
+            for i, c in enumerate(curves):
+                for row in c:
+                    if row["step"] in steps:
+                        table[i, steps.index(row["step"])] = row.get(key, np.nan)
+            mean = np.nanmean(table, axis=0)
+            ci = np.array(
+                [
+                    bootstrap_ci(col[~np.isnan(col)], reps=500) if (~np.isnan(col)).sum() > 1 else (m, m)
+                    for col, m in zip(table.T, mean)
+                ]
+            )
+            out.setdefault(panel, {})[_label(arm)] = (steps, mean, ci[:, 0], ci[:, 1])
+    return out
+
+
 def plot_curves(runs: list[dict], env: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for arm, color in (
-        ("baseline", "tab:blue"),
-        ("swa_online", "tab:orange"),
-        ("swa", "tab:green"),
-        ("baseline_avg", "tab:gray"),
-    ):
-        variant, key = ARMS[arm]
-        curves = [r["curve"] for r in runs if r["env"] == env and r["variant"] == variant and r["curve"]]
-        if not curves:
-            continue
-        steps = sorted({row["step"] for c in curves for row in c if not np.isnan(row.get(key, np.nan))})
-        if not steps:
-            continue
-        table = np.full((len(curves), len(steps)), np.nan)
-        for i, c in enumerate(curves):
-            for row in c:
-                if row["step"] in steps:
-                    table[i, steps.index(row["step"])] = row.get(key, np.nan)
-        mean = np.nanmean(table, axis=0)
-        ci = np.array(
-            [
-                bootstrap_ci(col[~np.isnan(col)], reps=500) if (~np.isnan(col)).sum() > 1 else (m, m)
-                for col, m in zip(table.T, mean)
-            ]
-        )
-        ax.plot(steps, mean, label=ARM_LABELS[arm], color=color)
-        ax.fill_between(steps, ci[:, 0], ci[:, 1], color=color, alpha=0.2)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("evaluation return")
-    ax.set_title(env)
-    ax.legend(fontsize=8)
+    series = curve_series(runs, env)
+    cols = min(3, len(series))
+    rows = -(-len(series) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(series) :]:
+        ax.set_visible(False)
+    for ax, (panel, curves) in zip(axes.flat, series.items()):
+        for label, (steps, mean, lo, hi) in curves.items():
+            (line,) = ax.plot(steps, mean, label=label)
+            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("env steps")
+        ax.set_title(f"{env}: {panel}")
+        ax.set_ylabel("evaluation return")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -528,7 +594,7 @@ def write_report(
     runs = load_runs(experiment_dir)
     if not runs:
         raise ConfigError(f"{experiment_dir}: no finished runs (no */*/seed*/result.json)")
-    summary = summarize(runs, last_k, reps)
+    summary = summarize(runs, last_k, reps, load_ensembles(experiment_dir))
     for env in summary["envs"]:
         plot_curves(runs, env, out / f"curves_{env.replace('/', '_')}.png")
     (out / "runs.csv").write_text(runs_csv(runs))
