@@ -183,6 +183,7 @@ def damage(path: Path, how: str, where: float) -> None:
 # the cases seen to end in a traceback: always tried
 @example(name="result.json", how="truncate", where=0.5, command="report")
 @example(name="eval.csv", how="garbage", where=0.3, command="report")
+@example(name="eval.csv", how="truncate", where=0.0, command="report")  # no evaluation left: no curve to draw
 @example(name="swa_policy.safetensors", how="garbage", where=0.5, command="evaluate")
 @example(name="posthoc.pt", how="truncate", where=0.5, command="posthoc")
 @example(name="policy.safetensors", how="garbage", where=0.9, command="posthoc")

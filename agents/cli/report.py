@@ -562,7 +562,7 @@ def plot_curves(runs: list[dict], env: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = curve_series(runs, env)
+    series = curve_series(runs, env) or {"no evaluations": {}}
     cols = min(3, len(series))
     rows = -(-len(series) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False, sharey=True)
@@ -575,7 +575,8 @@ def plot_curves(runs: list[dict], env: str, path: Path) -> None:
         ax.set_xlabel("env steps")
         ax.set_title(f"{env}: {panel}")
         ax.set_ylabel("evaluation return")
-        ax.legend(fontsize=7)
+        if curves:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
