@@ -73,7 +73,7 @@ def test_ema_warmup_starts_with_short_memory():
     for _ in _walk(net, 5):
         plain.update()
         warm.update()
-    live = list(net.parameters())
+    live = [p.detach() for p in net.parameters()]
 
     def gap(avg):
         return sum(float((a - p).norm()) for a, p in zip(avg.averages.values(), live))
