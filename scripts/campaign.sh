@@ -5,7 +5,7 @@
 #   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
-#   bash scripts/campaign.sh collect   # copy the small files of finished runs into docs/results/campaign/
+#   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
 #   bash scripts/campaign.sh posthoc [EXPERIMENT...]  # post-hoc choice for finished runs that lack one, each with its grid's code
 #
 # CAMPAIGN_DIR (default: ../campaign next to the repository) holds one clone and one venv per code
@@ -107,6 +107,7 @@ collect() {
     prefix=$(dirname "$(dirname "$run")")/prefix/$(basename "$run")
     [ -f "$RUNS/$prefix/prefix.json" ] && mkdir -p "$dest/$prefix" && cp "$RUNS/$prefix/"{prefix.json,config.yaml} "$dest/$prefix/"
   done
+  (cd "$RUNS" && find . -maxdepth 2 -name 'ensemble_*.json') | while read -r f; do cp "$RUNS/$f" "$dest/$f"; done  # scripts/ensemble.py
   echo "copied into $dest"
 }
 
