@@ -243,8 +243,9 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
         }
     for env in envs:
         per_env[env]["posthoc"] = _posthoc(runs, env, reps)
-        mine = sorted((e for e in ensembles if e["env"] == env), key=lambda e: list(VARIANTS).index(e["variant"]))
-        per_env[env]["ensembles"] = {e["variant"]: _ensemble(e, reps) for e in mine}
+        per_env[env]["ensembles"] = {
+            v: _ensemble(e, reps) for v in VARIANTS for e in ensembles if e["env"] == env and e["variant"] == v
+        }
     aggregate = _aggregate(per_env, reps)
     return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
 
@@ -524,35 +525,41 @@ def runs_csv(runs: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _mean_curve(runs: list[dict], env: str, variant: str, key: str) -> tuple | None:
+    """Steps, mean over seeds and CI band of one evaluation column of one arm; None if never evaluated."""
+    curves = [r["curve"] for r in runs if r["env"] == env and r["variant"] == variant and r["curve"]]
+    steps = sorted({row["step"] for c in curves for row in c if not np.isnan(row.get(key, np.nan))})
+    if not steps:
+        return None
+    col_of = {step: j for j, step in enumerate(steps)}
+    table = np.full((len(curves), len(steps)), np.nan)
+    for i, c in enumerate(curves):
+        for row in c:
+            if row["step"] in col_of:
+                table[i, col_of[row["step"]]] = row.get(key, np.nan)
+    mean = np.nanmean(table, axis=0)
+    ci = np.array(
+        [
+            bootstrap_ci(col[~np.isnan(col)], reps=500) if (~np.isnan(col)).sum() > 1 else (m, m)
+            for col, m in zip(table.T, mean)
+        ]
+    )
+    return steps, mean, ci[:, 0], ci[:, 1]
+
+
 def curve_series(runs: list[dict], env: str) -> dict[str, dict[str, tuple]]:
     """Per panel (the policies each arm deploys; then per arm, its online policy and every average it kept),
-    per curve: steps, mean over seeds, CI band."""
+    per curve: steps, mean over seeds, CI band. Each curve is computed once, whatever panels show it."""
     arms = arms_in(runs)
-    main = [*ARMS, *(a for a in arms if a not in ARMS and ":" not in a)]
-    panels = {"deployed policies": main}
+    curves = {arm: c for arm, (variant, key) in arms.items() if (c := _mean_curve(runs, env, variant, key))}
+    panels = {"deployed policies": [*ARMS, *(a for a in arms if a not in ARMS and ":" not in a)]}
     for variant in (v for v in VARIANTS if any(r["env"] == env and r["variant"] == v for r in runs)):
         panels[f"{variant} arm"] = [a for a in arms if arms[a][0] == variant]
     out: dict[str, dict[str, tuple]] = {}
     for panel, names in panels.items():
         for arm in names:
-            variant, key = arms[arm]
-            curves = [r["curve"] for r in runs if r["env"] == env and r["variant"] == variant and r["curve"]]
-            steps = sorted({row["step"] for c in curves for row in c if not np.isnan(row.get(key, np.nan))})
-            if not steps:
-                continue
-            table = np.full((len(curves), len(steps)), np.nan)
-            for i, c in enumerate(curves):
-                for row in c:
-                    if row["step"] in steps:
-                        table[i, steps.index(row["step"])] = row.get(key, np.nan)
-            mean = np.nanmean(table, axis=0)
-            ci = np.array(
-                [
-                    bootstrap_ci(col[~np.isnan(col)], reps=500) if (~np.isnan(col)).sum() > 1 else (m, m)
-                    for col, m in zip(table.T, mean)
-                ]
-            )
-            out.setdefault(panel, {})[_label(arm)] = (steps, mean, ci[:, 0], ci[:, 1])
+            if arm in curves:
+                out.setdefault(panel, {})[_label(arm)] = curves[arm]
     return out
 
 
