@@ -168,6 +168,25 @@ def test_validation_and_test_seeds_never_overlap(base, n_val, n_test):
     assert not set(episode_seeds("validation", base, n_val)) & set(episode_seeds("test", base, n_test))
 
 
+def test_episodes_played_together_are_the_episodes_each_seed_plays_alone():
+    """``play(together=True)`` steps one VecEnv of all seeds at once; each episode must still start
+    from its own seed (Pendulum: not chaotic, so the batched forward pass's last-bit rounding stays small)."""
+    from stable_baselines3 import DDPG
+
+    from agents.cli.posthoc import play
+    from agents.config import load_config
+
+    cfg = load_config(ROOT / "configs/classic/pendulum_ddpg.yaml")
+    model = DDPG("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    seeds = episode_seeds("test", cfg.eval.seed, 3)
+    alone = [play(model, cfg, "Pendulum-v1", [s], True) for s in seeds]
+    assert len(set(alone)) == 3  # the seeds give different episodes
+    assert play(model, cfg, "Pendulum-v1", seeds, True) == pytest.approx(sum(alone) / 3, abs=0)
+    assert play(model, cfg, "Pendulum-v1", seeds, True, together=True) == pytest.approx(sum(alone) / 3, rel=1e-6)
+    with pytest.raises(ValueError, match="consecutive"):
+        play(model, cfg, "Pendulum-v1", [seeds[0], seeds[2]], True, together=True)
+
+
 def test_selection_sees_validation_scores_only():
     seen = []
     best, scores = select_window(["a", "b", "c"], lambda c: seen.append(c) or {"a": 1.0, "b": 3.0, "c": 2.0}[c])
@@ -212,5 +231,11 @@ def test_posthoc_script_on_a_finished_run(tmp_path):
     assert result["chosen"]["validation"] == best  # chosen on validation scores
     assert result["chosen_ema"]["label"].startswith("ema") and result["chosen_window"]["label"].startswith("window")
     assert result["val_seeds"][0] > result["test_seeds"][1]
+    assert result["together"] is False and result["code"] and result["cpu"]
+    args = [sys.executable, str(ROOT / "scripts/posthoc.py"), str(run), "--val-episodes", "2", "--test-episodes", "2"]
+    together = subprocess.run([*args, "--together"], capture_output=True, text=True, timeout=300)
+    assert together.returncode == 0, together.stderr
+    again = json.loads((run / "posthoc.json").read_text())
+    assert again["together"] is True and again["test_online"] == pytest.approx(result["test_online"], rel=1e-6)
     missing = subprocess.run([sys.executable, str(ROOT / "scripts/posthoc.py"), str(tmp_path)], capture_output=True, text=True)
     assert missing.returncode == 2 and "posthoc_points" in missing.stderr

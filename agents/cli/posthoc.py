@@ -30,6 +30,7 @@ import torch
 
 from agents.cli._cli import guarded  # first: signals during start-up
 from agents.config import ConfigError, parse_config
+from agents.provenance import code_version, cpu_model
 from agents.rundir import read_yaml
 from rl_swa.files import atomic_write
 
@@ -44,21 +45,31 @@ def episode_seeds(split: str, base: int, n: int) -> list[int]:
     raise ValueError(f"split={split!r} is not supported; allowed: test, validation")
 
 
-def play(policy, cfg, env_id: str, seeds: list[int], deterministic: bool) -> float:
-    """Mean return of one episode per seed (each episode's env reset with its own seed)."""
+def play(policy, cfg, env_id: str, seeds: list[int], deterministic: bool, together: bool = False) -> float:
+    """Mean return of one episode per seed, each episode's env reset with its own seed.
+
+    ``together``: all episodes in one VecEnv (env ``i`` reset with ``seeds[i]``; consecutive seeds,
+    as ``episode_seeds`` gives), one batched forward pass per step: about 2x faster for a CNN
+    policy. The episodes start as they would alone, but a batched forward pass rounds differently
+    from a one-row one (last bit), which a deterministic policy on a chaotic env (MuJoCo) turns
+    into different returns: scores compared with each other must be played the same way."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from agents.envs import make_env
 
-    returns = []
-    for seed in seeds:
-        env = make_env(cfg, env_id, 1, seed, training=False)
+    def returns(first: int, n: int) -> list[float]:
+        env = make_env(cfg, env_id, n, first, training=False)  # SB3 resets env i with seed first + i
         rewards, _ = evaluate_policy(
-            policy, env, n_eval_episodes=1, deterministic=deterministic, return_episode_rewards=True, warn=False
+            policy, env, n_eval_episodes=n, deterministic=deterministic, return_episode_rewards=True, warn=False
         )
         env.close()
-        returns.append(rewards[0])
-    return float(np.mean(returns))
+        return rewards
+
+    if not together:
+        return float(np.mean([returns(seed, 1)[0] for seed in seeds]))
+    if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ValueError(f"play: seeds={seeds!r} is not allowed with together=True; give consecutive seeds")
+    return float(np.mean(returns(seeds[0], len(seeds))))
 
 
 def windows(points: list[dict]) -> list[tuple[dict | None, dict]]:
@@ -132,6 +143,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--val-episodes", type=int, default=10)
     p.add_argument("--test-episodes", type=int, default=10)
     p.add_argument(
+        "--together",
+        action="store_true",
+        help="play each policy's episodes in one VecEnv, one batched forward pass per step (about 2x faster "
+        "on Atari); deterministic MuJoCo episodes then differ from one-at-a-time ones (see play)",
+    )
+    p.add_argument(
         "--sigma-rels",
         type=float,
         nargs="+",
@@ -172,7 +189,7 @@ def main() -> int:
     torch.set_num_threads(1)
     run = Path(args.run_dir)
     cfg, env_id, saved, online, fixed = _load_run(run)
-    det, base = cfg.eval.deterministic, cfg.eval.seed
+    det, base, tog = cfg.eval.deterministic, cfg.eval.seed, args.together
     points = saved["points"]
     val_seeds = episode_seeds("validation", base, args.val_episodes)
     test_seeds = episode_seeds("test", base, args.test_episodes)
@@ -180,7 +197,7 @@ def main() -> int:
     policy_with = _policy_maker(online)
 
     candidates = candidates_of(points, args.sigma_rels)
-    best, val_scores = select_window(candidates, lambda c: play(policy_with(c["weights"]), cfg, env_id, val_seeds, det))
+    best, val_scores = select_window(candidates, lambda c: play(policy_with(c["weights"]), cfg, env_id, val_seeds, det, tog))
 
     def described(i: int) -> dict:
         return {k: v for k, v in candidates[i].items() if k != "weights"} | {"validation": val_scores[i]}
@@ -190,12 +207,15 @@ def main() -> int:
         "env": env_id,
         "val_seeds": [val_seeds[0], val_seeds[-1]],
         "test_seeds": [test_seeds[0], test_seeds[-1]],
+        "together": tog,
+        "code": code_version(),  # of the scoring; the policies are the run's (its result.json)
+        "cpu": cpu_model(),
         "saved_points": [(p["step"], p["n"]) for p in points],
         "windows_tried": sum(c["kind"] == "window" for c in candidates),
         "ema_profiles_tried": sum(c["kind"] == "ema" for c in candidates),
         "chosen": described(best),
-        "test_online": play(online, cfg, env_id, test_seeds, det),
-        "test_posthoc": play(policy_with(candidates[best]["weights"]), cfg, env_id, test_seeds, det),
+        "test_online": play(online, cfg, env_id, test_seeds, det, tog),
+        "test_posthoc": play(policy_with(candidates[best]["weights"]), cfg, env_id, test_seeds, det, tog),
         "validation": {c["label"]: v for c, v in zip(candidates, val_scores)},
     }
     for kind in ("window", "ema"):  # the best of each family, also chosen on validation only
@@ -206,10 +226,10 @@ def main() -> int:
             result[f"test_posthoc_{kind}"] = (
                 result["test_posthoc"]
                 if pick == best
-                else play(policy_with(candidates[pick]["weights"]), cfg, env_id, test_seeds, det)
+                else play(policy_with(candidates[pick]["weights"]), cfg, env_id, test_seeds, det, tog)
             )
     if fixed is not None:
-        result["test_fixed_start"] = play(fixed, cfg, env_id, test_seeds, det)
+        result["test_fixed_start"] = play(fixed, cfg, env_id, test_seeds, det, tog)
     atomic_write(run / "posthoc.json", json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0
