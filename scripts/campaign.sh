@@ -31,6 +31,13 @@ GRIDS=(
   "effects-hopper|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/mujoco/ddpg.yaml|Hopper-v5|5|$EFFECTS experiment=mujoco_ddpg_effects"
 )
 
+# experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
+# policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
+# (campaign-2 plays them one at a time: ~1.5x the time; docs/performance.md#post-hoc-scoring).
+SCORING=(
+  "atari_a2c|scoring-1=2462bd2c5c22fa76f094b0d5ef148400e688ed83|--together"
+)
+
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
   IFS='|' read -r name code config envs seeds extra <<< "$1"
   own=(); for kv in $extra; do own+=(--set "$kv"); done
@@ -111,20 +118,23 @@ collect() {
   echo "copied into $dest"
 }
 
-posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, run by the clone of the run's own commit
-  local run want line
+posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, run by the clone of the run's own
+  # commit, or by the one SCORING names for the experiment
+  local run want line exp code args
   for exp in "${@:-}"; do
+    code=""; args=""
+    for line in "${SCORING[@]}"; do [[ ${line%%|*} == "$exp" ]] && IFS='|' read -r _ code args <<< "$line"; done
+    if [ -n "$code" ]; then tag=${code%%=*}; commit=${code#*=}; WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python; setup; fi
     (cd "$RUNS" && find "./$exp" -name posthoc.pt -printf '%h\n' | sort) | while read -r run; do
       [ -f "$RUNS/$run/result.json" ] && [ ! -f "$RUNS/$run/posthoc.json" ] || continue
-      want=$(sed -n 's/.*"code": "\([0-9a-f]*\)".*/\1/p' "$RUNS/$run/result.json")
-      for line in "${GRIDS[@]}"; do
-        grid "$line"
-        if [[ $commit == "$want"* ]]; then
-          echo "posthoc $run (code $tag)"
-          (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" > /dev/null) || echo "posthoc failed: $run"
-          break
-        fi
-      done
+      if [ -z "$code" ]; then
+        want=$(sed -n 's/.*"code": "\([0-9a-f]*\)".*/\1/p' "$RUNS/$run/result.json")
+        for line in "${GRIDS[@]}"; do grid "$line"; [[ $commit == "$want"* ]] && break; done
+        [[ $commit == "$want"* ]] || { echo "posthoc: no grid has code $want ($run)"; continue; }
+      fi
+      echo "posthoc $run (code $tag)"
+      # shellcheck disable=SC2086
+      (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" $args > /dev/null) || echo "posthoc failed: $run"
     done
   done
 }
