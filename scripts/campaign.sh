@@ -119,15 +119,17 @@ collect() {
 }
 
 posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, run by the clone of the run's own
-  # commit, or by the one SCORING names for the experiment
-  local run want line exp code args
+  # commit, or by the one SCORING names for the run's experiment
+  local run want line code args
   for exp in "${@:-}"; do
-    code=""; args=""
-    for line in "${SCORING[@]}"; do [[ ${line%%|*} == "$exp" ]] && IFS='|' read -r _ code args <<< "$line"; done
-    if [ -n "$code" ]; then tag=${code%%=*}; commit=${code#*=}; WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python; setup; fi
     (cd "$RUNS" && find "./$exp" -name posthoc.pt -printf '%h\n' | sort) | while read -r run; do
       [ -f "$RUNS/$run/result.json" ] && [ ! -f "$RUNS/$run/posthoc.json" ] || continue
-      if [ -z "$code" ]; then
+      code=""; args=""
+      for line in "${SCORING[@]}"; do [[ $run == "./${line%%|*}/"* ]] && IFS='|' read -r _ code args <<< "$line"; done
+      if [ -n "$code" ]; then
+        tag=${code%%=*}; commit=${code#*=}; WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python
+        setup > /dev/null
+      else
         want=$(sed -n 's/.*"code": "\([0-9a-f]*\)".*/\1/p' "$RUNS/$run/result.json")
         for line in "${GRIDS[@]}"; do grid "$line"; [[ $commit == "$want"* ]] && break; done
         [[ $commit == "$want"* ]] || { echo "posthoc: no grid has code $want ($run)"; continue; }
