@@ -41,8 +41,11 @@ SCORING=(
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
   IFS='|' read -r name code config envs seeds extra <<< "$1"
   own=(); for kv in $extra; do own+=(--set "$kv"); done
-  tag=${code%%=*}; commit=${code#*=}
-  WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python
+  use_code "$code"
+}
+
+use_code() {  # sets tag, commit, WT, PY for code "tag=commit"
+  tag=${1%%=*}; commit=${1#*=}; WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python
 }
 
 setup() {  # for the grid set by `grid`
@@ -120,14 +123,14 @@ collect() {
 
 posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, run by the clone of the run's own
   # commit, or by the one SCORING names for the run's experiment
-  local run want line code args
+  local run want line scoring args
   for exp in "${@:-}"; do
     (cd "$RUNS" && find "./$exp" -name posthoc.pt -printf '%h\n' | sort) | while read -r run; do
       [ -f "$RUNS/$run/result.json" ] && [ ! -f "$RUNS/$run/posthoc.json" ] || continue
-      code=""; args=""
-      for line in "${SCORING[@]}"; do [[ $run == "./${line%%|*}/"* ]] && IFS='|' read -r _ code args <<< "$line"; done
-      if [ -n "$code" ]; then
-        tag=${code%%=*}; commit=${code#*=}; WT=$DIR/wt-$tag; PY=$DIR/venv-$tag/bin/python
+      scoring=""; args=""
+      for line in "${SCORING[@]}"; do [[ $run == "./${line%%|*}/"* ]] && IFS='|' read -r _ scoring args <<< "$line"; done
+      if [ -n "$scoring" ]; then
+        use_code "$scoring"
         setup > /dev/null
       else
         want=$(sed -n 's/.*"code": "\([0-9a-f]*\)".*/\1/p' "$RUNS/$run/result.json")
