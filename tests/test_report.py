@@ -53,7 +53,11 @@ def test_summary_matches_hand_computed(grid):
     assert base["best_to_final_drop"] == pytest.approx(np.mean([50 - b for b in (10, 20, 30)]))
     # one env, three seeds: P(swa > baseline) over the 3 x 3 pairs (ties count half)
     pairs = [(s > b) + 0.5 * (s == b) for s in (15, 20, 40) for b in (10, 20, 30)]
-    assert summary["aggregate"]["probability_of_improvement"]["value"] == pytest.approx(np.mean(pairs))
+    assert summary["aggregate"]["P(swa > baseline)"]["value"] == pytest.approx(np.mean(pairs))
+    # the baseline's eval-only average (final b + 1) against the baseline's online policy
+    pairs = [(a > b) + 0.5 * (a == b) for a in (11, 21, 31) for b in (10, 20, 30)]
+    assert summary["aggregate"]["P(baseline_avg > baseline)"]["value"] == pytest.approx(np.mean(pairs))
+    assert summary["aggregate"]["IQM baseline_avg"]["value"] == pytest.approx(21.0)
 
 
 def test_estimators_by_hand():

@@ -349,20 +349,23 @@ def _matrix(per_env: dict, arm: str, envs: list[str], normalize: bool) -> np.nda
 
 
 def _aggregate(per_env: dict, reps: int) -> dict:
+    """P(arm > baseline) for SWA and the baseline's eval-only average, and IQMs where scores share a scale."""
     envs = list(per_env)
     out = {}
-    swa, base = _matrix(per_env, "swa", envs, True), _matrix(per_env, "baseline", envs, True)
-    if swa is None or base is None or len(swa) < 2:
+    base = _matrix(per_env, "baseline", envs, True)
+    if base is None or len(base) < 2:
         return out
-    out["probability_of_improvement"] = {
-        "value": probability_of_improvement(swa, base),
-        "ci": stratified_bootstrap_ci(probability_of_improvement, swa, base, reps=reps),
-    }
+    arms = {a: m for a in ("swa", "baseline_avg") if (m := _matrix(per_env, a, envs, True)) is not None and len(m) >= 2}
+    for arm, m in arms.items():
+        out[f"P({arm} > baseline)"] = {
+            "value": probability_of_improvement(m, base),
+            "ci": stratified_bootstrap_ci(probability_of_improvement, m, base, reps=reps),
+        }
     all_atari = all(normalizer(e)[0] is not None for e in envs)
     if all_atari or len(envs) == 1:
         label = "human-normalized" if all_atari else "raw score"
-        for arm, m in (("swa", swa), ("baseline", base)):
-            out[f"iqm_{arm}"] = {"value": iqm(m), "ci": stratified_bootstrap_ci(iqm, m, reps=reps), "scale": label}
+        for arm, m in (("baseline", base), *arms.items()):
+            out[f"IQM {arm}"] = {"value": iqm(m), "ci": stratified_bootstrap_ci(iqm, m, reps=reps), "scale": label}
     return out
 
 
