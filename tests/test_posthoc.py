@@ -187,6 +187,27 @@ def test_episodes_played_together_are_the_episodes_each_seed_plays_alone():
         play(model, cfg, "Pendulum-v1", [seeds[0], seeds[2]], True, together=True)
 
 
+def test_episode_returns_are_in_seed_order_with_each_episodes_own_steps():
+    """Played together, CartPole episodes end at different steps; the returns still come back in
+    seed order (SB3 records them in the order they end), and ``on_step`` sees each episode's own
+    observations (CartPole pays 1 a step, so a return is its episode's step count)."""
+    from agents.cli.posthoc import episode_returns
+    from agents.config import load_config
+
+    cfg = load_config(ROOT / "configs/classic/cartpole_a2c.yaml")
+    model = A2C("MlpPolicy", "CartPole-v1", seed=0, device="cpu")
+    seeds = episode_seeds("test", cfg.eval.seed, 6)
+    alone = episode_returns(model, cfg, "CartPole-v1", seeds, True)
+    assert alone != sorted(alone)  # the episodes do not end in seed order
+    steps = [[] for _ in seeds]
+    together = episode_returns(
+        model, cfg, "CartPole-v1", seeds, True, together=True, on_step=lambda k, obs: steps[k].append(obs)
+    )
+    assert together == alone
+    assert [len(s) for s in steps] == alone
+    assert all(s[0].shape == (4,) for s in steps)
+
+
 def test_selection_sees_validation_scores_only():
     seen = []
     best, scores = select_window(["a", "b", "c"], lambda c: seen.append(c) or {"a": 1.0, "b": 3.0, "c": 2.0}[c])

@@ -34,23 +34,11 @@ def members_of(experiment: Path, env_id: str, variant: str) -> list[Path]:
 def _episodes_with_disagreement(swag, cfg, env_id: str, seeds: list[int], det: bool) -> tuple[list[float], list[float]]:
     """Per test episode: the SWAG policy's return, and how much its drawn policies disagree on the
     states it visited (``SWAGPolicy.disagreement``)."""
-    from stable_baselines3.common.evaluation import evaluate_policy
+    from agents.cli.posthoc import episode_returns
 
-    from agents.envs import make_env
-
-    returns, disagreement, seen = [], [], []
-
-    def keep(local: dict, _) -> None:  # SB3 passes its locals: the observations each action was taken on
-        seen.append(local["observations"].copy())
-
-    for seed in seeds:
-        env = make_env(cfg, env_id, 1, seed, training=False)
-        seen.clear()
-        rewards, _ = evaluate_policy(swag, env, 1, deterministic=det, return_episode_rewards=True, warn=False, callback=keep)
-        env.close()
-        returns.append(float(rewards[0]))
-        disagreement.append(swag.disagreement(np.concatenate(seen)))
-    return returns, disagreement
+    seen = [[] for _ in seeds]
+    returns = episode_returns(swag, cfg, env_id, seeds, det, on_step=lambda k, obs: seen[k].append(obs))
+    return returns, [swag.disagreement(np.stack(states)) for states in seen]
 
 
 def _swag_scores(runs: list[Path], cfg, env_id: str, seeds: list[int], det: bool) -> dict:

@@ -45,31 +45,50 @@ def episode_seeds(split: str, base: int, n: int) -> list[int]:
     raise ValueError(f"split={split!r} is not supported; allowed: test, validation")
 
 
-def play(policy, cfg, env_id: str, seeds: list[int], deterministic: bool, together: bool = False) -> float:
-    """Mean return of one episode per seed, each episode's env reset with its own seed.
+def episode_returns(
+    policy, cfg, env_id: str, seeds: list[int], deterministic: bool, together: bool = False, on_step=None
+) -> list[float]:
+    """The return of one episode per seed, each episode's env reset with its own seed.
 
     ``together``: all episodes in one VecEnv (env ``i`` reset with ``seeds[i]``; consecutive seeds,
     as ``episode_seeds`` gives), one batched forward pass per step: about 2x faster for a CNN
     policy. The episodes start as they would alone, but a batched forward pass rounds differently
     from a one-row one (last bit), which a deterministic policy on a chaotic env (MuJoCo) turns
-    into different returns: scores compared with each other must be played the same way."""
+    into different returns: scores compared with each other must be played the same way.
+    ``on_step(k, obs)``: called at every step of episode ``k`` (index into ``seeds``) with the
+    observation the action was taken on."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from agents.envs import make_env
 
-    def returns(first: int, n: int) -> list[float]:
+    def returns(k0: int, first: int, n: int) -> list[float]:
         env = make_env(cfg, env_id, n, first, training=False)  # SB3 resets env i with seed first + i
+        ended = []  # env index of each episode in the order SB3 records them (the order they end)
+
+        def hook(local: dict, _) -> None:  # SB3 passes its locals, for each env i still in its episode
+            i = local["i"]
+            if on_step is not None:
+                on_step(k0 + i, local["observations"][i].copy())
+            if local["done"] and (not local["is_monitor_wrapped"] or "episode" in local["info"]):
+                ended.append(i)
+
         rewards, _ = evaluate_policy(
-            policy, env, n_eval_episodes=n, deterministic=deterministic, return_episode_rewards=True, warn=False
+            policy, env, n_eval_episodes=n, deterministic=deterministic, return_episode_rewards=True, warn=False, callback=hook
         )
         env.close()
-        return rewards
+        by_env = dict(zip(ended, rewards, strict=True))
+        return [float(by_env[i]) for i in range(n)]
 
     if not together:
-        return float(np.mean([returns(seed, 1)[0] for seed in seeds]))
+        return [returns(k, seed, 1)[0] for k, seed in enumerate(seeds)]
     if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
         raise ValueError(f"play: seeds={seeds!r} is not allowed with together=True; give consecutive seeds")
-    return float(np.mean(returns(seeds[0], len(seeds))))
+    return returns(0, seeds[0], len(seeds))
+
+
+def play(policy, cfg, env_id: str, seeds: list[int], deterministic: bool, together: bool = False) -> float:
+    """Mean return of one episode per seed (``episode_returns``)."""
+    return float(np.mean(episode_returns(policy, cfg, env_id, seeds, deterministic, together)))
 
 
 def windows(points: list[dict]) -> list[tuple[dict | None, dict]]:
