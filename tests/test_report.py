@@ -60,6 +60,20 @@ def test_summary_matches_hand_computed(grid):
     assert summary["aggregate"]["IQM baseline_avg"]["value"] == pytest.approx(21.0)
 
 
+def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_path):
+    from agents.cli.report import markdown
+
+    text = markdown(summarize(load_runs(grid), last_k=2, reps=500), "t")
+    # the baseline's average ends 1 above its online policy in every seed: the CI is [1, 1]
+    assert "- Toy-v0, eval-only average vs online (baseline runs): the average beat the online policy: 1.000" in text
+    assert "- Toy-v0, SWA vs baseline: " in text
+    one = tmp_path / "one"
+    _write_run(one, "Toy-v0", "baseline", 0, [(1, 50, None), (2, 40, 41)])
+    _write_run(one, "Toy-v0", "swa", 0, [(1, 50, None), (2, 45, 46)])
+    text = markdown(summarize(load_runs(one), last_k=2, reps=50), "t")
+    assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.000 [n/a, n/a] over 1 paired seeds." in text
+
+
 def test_estimators_by_hand():
     assert iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100])) == pytest.approx(np.mean([3, 4, 5, 6]))
     assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx(

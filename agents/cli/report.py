@@ -489,20 +489,29 @@ def _context(env: str, data: dict) -> list[str]:
     return out
 
 
+VERDICTS = {  # paired difference: (what is compared, the arm that wins, the arm it is set against)
+    "swa - baseline": ("SWA vs baseline", "SWA", "the baseline"),
+    "baseline_avg - baseline": ("eval-only average vs online (baseline runs)", "the average", "the online policy"),
+}
+
+
 def _verdict(summary: dict) -> str:
     out = ["## Verdict", ""]
     for env in summary["envs"]:
-        p = summary["per_env"][env]["paired"].get("swa - baseline")
-        if not p:
-            continue
-        lo, hi = p["ci"]
-        if lo > 0:
-            word = "SWA beat the baseline"
-        elif hi < 0:
-            word = "SWA lost to the baseline"
-        else:
-            word = "no clear difference (the CI covers 0)"
-        out.append(f"- {env}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds.")
+        for key, (what, a, b) in VERDICTS.items():
+            p = summary["per_env"][env]["paired"].get(key)
+            if not p:
+                continue
+            lo, hi = p["ci"]
+            if np.isnan(lo):
+                word = "too few seeds for a CI"
+            elif lo > 0:
+                word = f"{a} beat {b}"
+            elif hi < 0:
+                word = f"{a} lost to {b}"
+            else:
+                word = "no clear difference (the CI covers 0)"
+            out.append(f"- {env}, {what}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds.")
     return "\n".join(out)
 
 
