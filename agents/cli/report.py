@@ -9,7 +9,8 @@ the further averages).
 
 Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
-across envs, IQM and probability of improvement with stratified-bootstrap CIs. (``rliable``
+across envs, IQM and probability of improvement over the baseline (of SWA and of the baseline's
+eval-only average) with stratified-bootstrap CIs. (``rliable``
 does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
 """
 
