@@ -82,7 +82,7 @@ def episode_returns(
     if not together:
         return [returns(k, seed, 1)[0] for k, seed in enumerate(seeds)]
     if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
-        raise ValueError(f"play: seeds={seeds!r} is not allowed with together=True; give consecutive seeds")
+        raise ValueError(f"episode_returns: seeds={seeds!r} is not allowed with together=True; give consecutive seeds")
     return returns(0, seeds[0], len(seeds))
 
 
