@@ -16,6 +16,7 @@ from agents.cli.report import (
     summarize,
     write_report,
 )
+from agents.config import ConfigError
 
 
 def _write_run(root, env, variant, seed, curve):
@@ -191,3 +192,23 @@ def test_swag_and_ensemble_scores_are_reported(grid):
     assert swa["single"] == pytest.approx(20.0) and swa["swag"] == pytest.approx(65 / 3) and swa["multiswa"] == 33.0
     assert swa["swag - single"]["mean"] == pytest.approx(5 / 3) and swa["swag - single"]["wins"] == 2
     assert "| swa | 3 | 2.000 | 20.0 | 21.7 | 1.667 [" in text and "| 33.0 | 35.0 | -0.50 |" in text
+
+
+def test_grids_side_by_side_aggregate_over_their_envs_and_may_not_share_an_env(grid, tmp_path):
+    other = tmp_path / "other"
+    for seed in range(3):
+        _write_run(other, "Toy-v1", "baseline", seed, [(1, 0, None), (2, 5, 6)])
+        _write_run(other, "Toy-v1", "swa", seed, [(1, 0, None), (2, 5, 4)])
+        _write_run(other, "Toy-v1", "act_avg", seed, [(1, 0, None), (2, 9, 9)])
+    path = write_report([grid, other], tmp_path / "both", last_k=2, reps=50, variants=("baseline", "swa"))
+    summary = json.loads((tmp_path / "both" / "summary.json").read_text())
+    assert summary["envs"] == ["Toy-v0", "Toy-v1"]
+    assert "act_avg" not in summary["per_env"]["Toy-v1"]["arms"]
+    # P(swa > baseline): Toy-v0 as in the one-grid test, Toy-v1 never (4 < 5)
+    toy0 = np.mean([(s > b) + 0.5 * (s == b) for s in (15, 20, 40) for b in (10, 20, 30)])
+    assert summary["aggregate"]["P(swa > baseline)"]["value"] == pytest.approx((toy0 + 0.0) / 2)
+    assert "Results: " + grid.name + " + other" in path.read_text()
+    with pytest.raises(ConfigError, match="Toy-v0 is also in"):
+        write_report([grid, grid], tmp_path / "twice", reps=50)
+    with pytest.raises(ConfigError, match="--out"):
+        write_report([grid, other])

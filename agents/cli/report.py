@@ -1,11 +1,12 @@
 """Statistics and the results report of a compare grid.
 
     python scripts/report.py runs/<experiment> [--out DIR] [--last-k 3] [--reps 2000]
+    python scripts/report.py runs/<a> runs/<b> --out DIR [--variants baseline swa]   # grids side by side
 
 Reads every ``<env>/<variant>/seed<k>/`` (``result.json`` + ``eval.csv``, and ``posthoc.json`` where
 made) of one experiment, and its ``ensemble_<env>_<variant>.json`` (``scripts/ensemble.py``) where
-made; writes ``report.md``, ``runs.csv`` and a learning-curve PNG per env (the deployed policies;
-the further averages).
+made; of several, when their envs differ (the aggregate then spans them all); writes ``report.md``,
+``runs.csv`` and a learning-curve PNG per env (the deployed policies; the further averages).
 
 Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
@@ -20,6 +21,7 @@ import argparse
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +75,11 @@ ARM_LABELS = {
 
 
 # ---------------------------------------------------------------------------- loading
-def load_runs(experiment_dir: str | Path) -> list[dict]:
-    """Every finished run (with result.json) under ``experiment_dir``."""
+def load_runs(experiment_dir: str | Path, variants: Sequence[str] = ()) -> list[dict]:
+    """Every finished run (with result.json) under ``experiment_dir``; only ``variants`` if given."""
     runs = []
     for result in sorted(Path(experiment_dir).glob("*/*/seed*/result.json")):
-        if result.parent.parent.name == "prefix":
+        if result.parent.parent.name == "prefix" or (variants and result.parent.parent.name not in variants):
             continue
         info = read_json(result)
         info["curve"] = read_csv(result.parent / "eval.csv") if (result.parent / "eval.csv").exists() else []
@@ -87,9 +89,24 @@ def load_runs(experiment_dir: str | Path) -> list[dict]:
     return runs
 
 
-def load_ensembles(experiment_dir: str | Path) -> list[dict]:
+def load_ensembles(experiment_dir: str | Path, variants: Sequence[str] = ()) -> list[dict]:
     """The test scores of SWAG and the ensembles of averages (``scripts/ensemble.py``), one per (env, variant)."""
-    return [read_json(p) for p in sorted(Path(experiment_dir).glob("ensemble_*.json"))]
+    found = [read_json(p) for p in sorted(Path(experiment_dir).glob("ensemble_*.json"))]
+    return [e for e in found if not variants or e["variant"] in variants]
+
+
+def load_grids(experiment_dirs: Sequence[str | Path], variants: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
+    """Runs and ensembles of one or more grids; two grids may not hold the same env."""
+    runs, ensembles, owner = [], [], {}
+    for d in experiment_dirs:
+        found = load_runs(d, variants)
+        for env in sorted({r["env"] for r in found}):
+            if env in owner:
+                raise ConfigError(f"{d}: {env} is also in {owner[env]}; give each env's runs from one grid only")
+            owner[env] = d
+        runs += found
+        ensembles += load_ensembles(d, variants)
+    return runs, ensembles
 
 
 def normalizer(env_id: str):
@@ -603,24 +620,28 @@ def plot_curves(runs: list[dict], env: str, path: Path) -> None:
 
 
 def write_report(
-    experiment_dir: str | Path,
+    experiment_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
     last_k: int = 3,
     reps: int = 2000,
     not_finished: dict[str, str] | None = None,
+    variants: Sequence[str] = (),
 ) -> Path:
-    experiment_dir = Path(experiment_dir)
-    out = Path(out_dir) if out_dir else experiment_dir / "report"
+    """The report of one grid (in its ``report/`` unless ``out_dir``) or of several side by side (``out_dir`` needed)."""
+    dirs = [Path(experiment_dir)] if isinstance(experiment_dir, (str, Path)) else [Path(d) for d in experiment_dir]
+    if len(dirs) > 1 and out_dir is None:
+        raise ConfigError("--out: needed when the report covers several grids")
+    out = Path(out_dir) if out_dir else dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(experiment_dir)
+    runs, ensembles = load_grids(dirs, variants)
     if not runs:
-        raise ConfigError(f"{experiment_dir}: no finished runs (no */*/seed*/result.json)")
-    summary = summarize(runs, last_k, reps, load_ensembles(experiment_dir))
+        raise ConfigError(f"{', '.join(map(str, dirs))}: no finished runs (no */*/seed*/result.json)")
+    summary = summarize(runs, last_k, reps, ensembles)
     for env in summary["envs"]:
         plot_curves(runs, env, out / f"curves_{env.replace('/', '_')}.png")
     (out / "runs.csv").write_text(runs_csv(runs))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    text = markdown(summary, f"Results: {experiment_dir.name}")
+    text = markdown(summary, f"Results: {' + '.join(d.name for d in dirs)}")
     made_by = sorted({(r.get("code", "not recorded"), r.get("cpu", "not recorded")) for r in runs})
     text += "\n## Made by\n\n" + "".join(f"- code {code} on {cpu}\n" for code, cpu in made_by)
     if not_finished:
@@ -634,17 +655,19 @@ def write_report(
 @guarded
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment_dir")
+    p.add_argument("experiment_dir", nargs="+", help="one grid, or several whose envs differ (then --out)")
     p.add_argument("--out", default=None)
+    p.add_argument("--variants", nargs="+", default=(), help="only these arms' runs (default: all)")
     p.add_argument("--last-k", type=int, default=3)
     p.add_argument("--reps", type=int, default=2000)
     args = p.parse_args()
     for name in ("last_k", "reps"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
-    if not Path(args.experiment_dir).is_dir():
-        raise ConfigError(f"{args.experiment_dir}: no such folder")
-    print(write_report(args.experiment_dir, args.out, args.last_k, args.reps))
+    for d in args.experiment_dir:
+        if not Path(d).is_dir():
+            raise ConfigError(f"{d}: no such folder")
+    print(write_report(args.experiment_dir, args.out, args.last_k, args.reps, variants=args.variants))
     return 0
 
 
