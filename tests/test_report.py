@@ -73,6 +73,12 @@ def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_p
     _write_run(one, "Toy-v0", "swa", 0, [(1, 50, None), (2, 45, 46)])
     text = markdown(summarize(load_runs(one), last_k=2, reps=50), "t")
     assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.000 [n/a, n/a] over 1 paired seeds." in text
+    # two seeds: a percentile bootstrap would only give their range, which must not read as a 95% CI
+    _write_run(one, "Toy-v0", "baseline", 1, [(1, 50, None), (2, 40, 41)])
+    _write_run(one, "Toy-v0", "swa", 1, [(1, 50, None), (2, 45, 47)])
+    summary = summarize(load_runs(one), last_k=2, reps=50)
+    assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.500 [n/a, n/a] over 2 paired seeds." in markdown(summary, "t")
+    assert summary["aggregate"] == {}
 
 
 def test_estimators_by_hand():

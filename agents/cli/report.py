@@ -11,7 +11,7 @@ made; of several, when their envs differ (the aggregate then spans them all); wr
 Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
 across envs, IQM and probability of improvement over the baseline (of SWA and of the baseline's
-eval-only average) with stratified-bootstrap CIs. (``rliable``
+eval-only average) with stratified-bootstrap CIs; no CI and no aggregate under 3 seeds. (``rliable``
 does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
 """
 
@@ -118,10 +118,14 @@ def normalizer(env_id: str):
 
 
 # ---------------------------------------------------------------------------- statistics
+# Below 3 seeds a percentile bootstrap only spans the seeds' own values (2 seeds: their range); no CI is given.
+MIN_SEEDS_FOR_CI = 3
+
+
 def bootstrap_ci(x, func=np.mean, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``func`` over the runs in ``x``."""
+    """Percentile bootstrap CI of ``func`` over the runs in ``x`` (NaNs under ``MIN_SEEDS_FOR_CI`` runs)."""
     x = np.asarray(x, dtype=float)
-    if len(x) < 2:
+    if len(x) < MIN_SEEDS_FOR_CI:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(reps, len(x)))
@@ -371,9 +375,13 @@ def _aggregate(per_env: dict, reps: int) -> dict:
     envs = list(per_env)
     out = {}
     base = _matrix(per_env, "baseline", envs, True)
-    if base is None or len(base) < 2:
+    if base is None or len(base) < MIN_SEEDS_FOR_CI:
         return out
-    arms = {a: m for a in ("swa", "baseline_avg") if (m := _matrix(per_env, a, envs, True)) is not None and len(m) >= 2}
+    arms = {
+        a: m
+        for a in ("swa", "baseline_avg")
+        if (m := _matrix(per_env, a, envs, True)) is not None and len(m) >= MIN_SEEDS_FOR_CI
+    }
     for arm, m in arms.items():
         out[f"P({arm} > baseline)"] = {
             "value": probability_of_improvement(m, base),
