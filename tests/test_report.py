@@ -49,6 +49,11 @@ def test_summary_matches_hand_computed(grid):
     assert paired["mean"] == pytest.approx(5.0) and paired["wins"] == 2 and paired["ties"] == 1
     lo, hi = paired["ci"]
     assert 0.0 <= lo <= 5.0 <= hi <= 10.0
+    # the SWA-phase LR's own effect: swa arm's average vs the baseline's (15, 20, 40 vs 11, 21, 31),
+    # and the online weights of the two arms (13, 18, 38 vs 10, 20, 30)
+    assert env["paired"]["swa - baseline_avg"]["mean"] == pytest.approx(4.0)
+    assert env["paired"]["swa_online - baseline"]["mean"] == pytest.approx(3.0)
+    assert env["paired"]["swa_online - baseline"]["wins"] == 2
     # stability of the baseline's online curve: last 2 of (50, 40, b): mean (40 + b) / 2, drop 50 - b
     assert base["last_k_mean"] == pytest.approx(np.mean([(40 + b) / 2 for b in (10, 20, 30)]))
     assert base["best_to_final_drop"] == pytest.approx(np.mean([50 - b for b in (10, 20, 30)]))
@@ -68,6 +73,7 @@ def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_p
     # the baseline's average ends 1 above its online policy in every seed: the CI is [1, 1]
     assert "- Toy-v0, eval-only average vs online (baseline runs): the average beat the online policy: 1.000" in text
     assert "- Toy-v0, SWA vs baseline: " in text
+    assert "- Toy-v0, SWA-phase LR, on the average (swa arm's vs baseline's): " in text
     one = tmp_path / "one"
     _write_run(one, "Toy-v0", "baseline", 0, [(1, 50, None), (2, 40, 41)])
     _write_run(one, "Toy-v0", "swa", 0, [(1, 50, None), (2, 45, 46)])

@@ -72,6 +72,14 @@ ARM_LABELS = {
     "swa_online": "swa arm, online weights",
     "swa": "SWA (averaged policy)",
 }
+VERDICTS = {  # paired difference: (what is compared, the arm that wins, the arm it is set against)
+    "swa - baseline": ("SWA vs baseline", "SWA", "the baseline"),
+    "baseline_avg - baseline": ("eval-only average vs online (baseline runs)", "the average", "the online policy"),
+    "swa - baseline_avg": ("SWA-phase LR, on the average (swa arm's vs baseline's)", "the SWA-phase LR", "the config's LR"),
+    "swa_online - baseline": ("SWA-phase LR, on the online weights", "the SWA-phase LR", "the config's LR"),
+}
+# The deployed comparisons, then the SWA-phase LR's own effect: on the average and on the online weights.
+HEADLINE_PAIRS = tuple(tuple(key.split(" - ")) for key in VERDICTS)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -239,7 +247,7 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
         extra_pairs += [
             (arm, "baseline") for arm in all_arms if arm not in ARMS and ":" not in arm
         ]  # a new arm vs the baseline
-        for a, b in (("swa", "baseline"), ("baseline_avg", "baseline"), ("swa", "swa_online"), *extra_pairs):
+        for a, b in (*HEADLINE_PAIRS, ("swa", "swa_online"), *extra_pairs):
             if a in arms and b in arms:
                 seeds = sorted(set(arms[a]["scores"]) & set(arms[b]["scores"]))
                 d = np.array([arms[a]["scores"][s] - arms[b]["scores"][s] for s in seeds])
@@ -513,12 +521,6 @@ def _context(env: str, data: dict) -> list[str]:
             + _left_random(base, ref["random"])
         )
     return out
-
-
-VERDICTS = {  # paired difference: (what is compared, the arm that wins, the arm it is set against)
-    "swa - baseline": ("SWA vs baseline", "SWA", "the baseline"),
-    "baseline_avg - baseline": ("eval-only average vs online (baseline runs)", "the average", "the online policy"),
-}
 
 
 def _verdict(summary: dict) -> str:
