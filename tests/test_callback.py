@@ -565,7 +565,7 @@ def zoo_runs(tmp_path_factory):
         f"for algo, env in {runs!r}:\n"
         "    print(f'@@zoo@@ {algo}', flush=True)\n"
         "    sys.argv = ['train.py', '--algo', algo, '--env', env, '--conf-file', f'{algo}.yml', '-f', 'logs', '--seed', '0',"
-        " '--eval-freq', '-1']\n"
+        " '--eval-freq', '-1', '--num-threads', '1']\n"
         "    zoo.train()\n"
     )
     # ~2.5 min for the ten on 2 idle cores; the bound leaves room for a loaded machine

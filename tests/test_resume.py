@@ -231,7 +231,9 @@ def test_divergence_finish_ends_the_run_with_its_averages(tmp_path, algo):
 def test_interrupted_prefix_continues_to_the_same_fork_point(tmp_path):
     config, overrides = CASES["ddpg"]
     code = (
-        "import sys; from agents.config import load_config; from agents.runner import train_prefix, Interrupted\n"
+        # one torch thread, as the CLIs set: two threads on busy cores run this prefix ~20x slower
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from agents.config import load_config; from agents.runner import train_prefix, Interrupted\n"
         f"cfg = load_config({str(config)!r}, {overrides!r})\n"
         "try:\n    print(train_prefix(cfg, 'Pendulum-v1', 0, 'smoke', sys.argv[1]))\n"
         "except Interrupted as e:\n    print('interrupted', e); sys.exit(3)\n"
