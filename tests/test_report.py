@@ -224,3 +224,15 @@ def test_grids_side_by_side_aggregate_over_their_envs_and_may_not_share_an_env(g
         write_report([grid, grid], tmp_path / "twice", reps=50)
     with pytest.raises(ConfigError, match="--out"):
         write_report([grid, other])
+
+
+def test_an_unknown_variant_is_one_line_and_exit_2(grid, capsys, monkeypatch):
+    import sys
+
+    from agents.cli import report
+
+    monkeypatch.setattr(sys, "argv", ["report.py", str(grid), "--variants", "swa", "sgd"])
+    with pytest.raises(SystemExit) as exit_:
+        report.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--variants: invalid choice: 'sgd'" in err and not (grid / "report").exists()

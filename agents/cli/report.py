@@ -667,7 +667,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment_dir", nargs="+", help="one grid, or several whose envs differ (then --out)")
     p.add_argument("--out", default=None)
-    p.add_argument("--variants", nargs="+", default=(), help="only these arms' runs (default: all)")
+    p.add_argument("--variants", nargs="+", default=(), choices=VARIANTS, help="only these arms' runs (default: all)")
     p.add_argument("--last-k", type=int, default=3)
     p.add_argument("--reps", type=int, default=2000)
     args = p.parse_args()
