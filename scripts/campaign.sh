@@ -3,6 +3,7 @@
 # the plain baseline, each grid run from a worktree of one tagged commit with its own venv.
 #
 #   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
+#   JOBS=2 bash scripts/campaign.sh start   # the same, each grid running up to 2 runs at once (default 1)
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
@@ -86,7 +87,7 @@ start() {
     setup
     # shellcheck disable=SC2086
     (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
-        --jobs 1 --out "$RUNS" "${AVERAGES[@]}" "${own[@]}" >> "$DIR/logs/$name.log" 2>&1) &
+        --jobs "${JOBS:-1}" --out "$RUNS" "${AVERAGES[@]}" "${own[@]}" >> "$DIR/logs/$name.log" 2>&1) &
     echo $! > "$DIR/logs/$name.pid"
     echo "$name: started (log $DIR/logs/$name.log)"
   done
