@@ -116,7 +116,9 @@ collect() {
       [ -f "$RUNS/$run/$f" ] && cp "$RUNS/$run/$f" "$dest/$run/$f"
     done
     prefix=$(dirname "$(dirname "$run")")/prefix/$(basename "$run")
-    [ -f "$RUNS/$prefix/prefix.json" ] && mkdir -p "$dest/$prefix" && cp "$RUNS/$prefix/"{prefix.json,config.yaml} "$dest/$prefix/"
+    if [ -f "$RUNS/$prefix/prefix.json" ]; then  # an `if`: a false test last in the loop would end the script (set -e, pipefail)
+      mkdir -p "$dest/$prefix" && cp "$RUNS/$prefix/"{prefix.json,config.yaml} "$dest/$prefix/"
+    fi
   done
   (cd "$RUNS" && find . -maxdepth 2 -name 'ensemble_*.json') | while read -r f; do cp "$RUNS/$f" "$dest/$f"; done  # scripts/ensemble.py
   echo "copied into $dest"
