@@ -24,9 +24,11 @@ AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc
 # baseline and swa, SWAG (rank 20) in every arm; Acrobot resets every 50 updates (~6 resets in the
 # averaging phase of 1,250 updates), Pendulum and Hopper every 1,000 (the default; ~7 of 7,500, ~30 of 30,000).
 EFFECTS="variants=[baseline,swa,act_avg,reset_avg] swa.swag_rank=20"
+# atari-pong: the Atari grid's next game (Pong), same code, config and settings, into the same experiment.
 GRIDS=(
   "mujoco|campaign-1=6bf1fcf0e16b8b355aca0aa05223aefc41547f32|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
   "atari|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
+  "atari-pong|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Pong-v5|3"
   "effects-acrobot|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|$EFFECTS swa.reset_every=50"
   "effects-pendulum|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|$EFFECTS"
   "effects-hopper|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/mujoco/ddpg.yaml|Hopper-v5|5|$EFFECTS experiment=mujoco_ddpg_effects"
