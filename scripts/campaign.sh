@@ -25,10 +25,12 @@ AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc
 # averaging phase of 1,250 updates), Pendulum and Hopper every 1,000 (the default; ~7 of 7,500, ~30 of 30,000).
 EFFECTS="variants=[baseline,swa,act_avg,reset_avg] swa.swag_rank=20"
 # atari-pong: the Atari grid's next game (Pong), same code, config and settings, into the same experiment.
+# atari-breakout-10m: Breakout at 10M frames (2.5M env steps, evaluations every 250k), an experiment of its own.
 GRIDS=(
   "mujoco|campaign-1=6bf1fcf0e16b8b355aca0aa05223aefc41547f32|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
   "atari|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
   "atari-pong|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Pong-v5|3"
+  "atari-breakout-10m|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Breakout-v5|3|budgets.short.timesteps=2500000 budgets.short.eval_freq=250000 experiment=atari_a2c_10m_frames"
   "effects-acrobot|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|$EFFECTS swa.reset_every=50"
   "effects-pendulum|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|$EFFECTS"
   "effects-hopper|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/mujoco/ddpg.yaml|Hopper-v5|5|$EFFECTS experiment=mujoco_ddpg_effects"
@@ -39,6 +41,7 @@ GRIDS=(
 # (campaign-2 plays them one at a time: ~1.5x the time; docs/performance.md#post-hoc-scoring).
 SCORING=(
   "atari_a2c|scoring-1=2462bd2c5c22fa76f094b0d5ef148400e688ed83|--together"
+  "atari_a2c_10m_frames|scoring-1=2462bd2c5c22fa76f094b0d5ef148400e688ed83|--together"
 )
 
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
