@@ -5,7 +5,7 @@
 #   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
 #   JOBS=2 bash scripts/campaign.sh start   # the same, each grid running up to 2 runs at once (default 1)
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
-#   bash scripts/campaign.sh status    # finished runs per grid, running processes, last log lines
+#   bash scripts/campaign.sh status    # finished runs per grid (and those awaiting post-hoc), running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
 #   bash scripts/campaign.sh posthoc [EXPERIMENT...]  # post-hoc choice for finished runs that lack one, each with its grid's code
 #
@@ -107,7 +107,14 @@ stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3);
 
 status() {
   for exp in "$RUNS"/*/; do
-    [ -d "$exp" ] && echo "$(basename "$exp"): $(find "$exp" -name result.json | wc -l) runs finished"
+    [ -d "$exp" ] || continue
+    echo "$(basename "$exp"): $(find "$exp" -name result.json | wc -l) runs finished"
+    # saved points (posthoc.pt, ~200 MB an Atari run) are not committed: a replaced machine loses them
+    (cd "$exp" && find . -name posthoc.pt -printf '%h\n') | while read -r run; do
+      if [ -f "$exp/$run/result.json" ] && [ ! -f "$exp/$run/posthoc.json" ]; then
+        echo "  awaits post-hoc: ${run#./} (campaign.sh posthoc $(basename "$exp"))"
+      fi
+    done
   done
   pgrep -af "scripts/compare.py" | sed 's/--set.*//' || echo "no grid running"
   for log in "$DIR"/logs/*.log; do [ -f "$log" ] && { echo "== $log"; tail -n 3 "$log"; }; done
