@@ -87,6 +87,18 @@ def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_p
     assert summary["aggregate"] == {}
 
 
+def test_an_env_under_3_seeds_is_left_out_of_the_aggregate_not_voiding_it(grid):
+    from agents.cli.report import markdown
+
+    alone = summarize(load_runs(grid), last_k=2, reps=200)["aggregate"]
+    _write_run(grid, "Late-v0", "baseline", 0, [(1, 0, None), (2, 5, 6)])  # a game still running: one seed
+    _write_run(grid, "Late-v0", "swa", 0, [(1, 0, None), (2, 9, 9)])
+    summary = summarize(load_runs(grid), last_k=2, reps=200)
+    assert summary["aggregate"].get("P(swa > baseline)") == alone["P(swa > baseline)"]
+    assert summary["aggregate_envs"] == ["Toy-v0"]
+    assert "Over Toy-v0; left out (under 3 baseline seeds): Late-v0." in markdown(summary, "t")
+
+
 def test_estimators_by_hand():
     assert iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100])) == pytest.approx(np.mean([3, 4, 5, 6]))
     assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx(

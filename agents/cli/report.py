@@ -11,7 +11,8 @@ made; of several, when their envs differ (the aggregate then spans them all); wr
 Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
 across envs, IQM and probability of improvement over the baseline (of SWA and of the baseline's
-eval-only average) with stratified-bootstrap CIs; no CI and no aggregate under 3 seeds. (``rliable``
+eval-only average) with stratified-bootstrap CIs; no CI under 3 seeds, and an env under 3 baseline
+seeds is left out of the aggregate (the report names it). (``rliable``
 does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
 """
 
@@ -276,8 +277,10 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
         per_env[env]["ensembles"] = {
             v: _ensemble(e, reps) for v in VARIANTS for e in ensembles if e["env"] == env and e["variant"] == v
         }
-    aggregate = _aggregate(per_env, reps)
-    return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "last_k": last_k}
+    # the aggregate spans the envs with enough baseline seeds: a game still running does not void it
+    agg_envs = [e for e in envs if len(per_env[e]["arms"].get("baseline", {}).get("scores", {})) >= MIN_SEEDS_FOR_CI]
+    aggregate = _aggregate({e: per_env[e] for e in agg_envs}, reps)
+    return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "aggregate_envs": agg_envs, "last_k": last_k}
 
 
 POSTHOC_SCORES = ("test_online", "test_fixed_start", "test_posthoc", "test_posthoc_window", "test_posthoc_ema")
@@ -382,7 +385,7 @@ def _aggregate(per_env: dict, reps: int) -> dict:
     """P(arm > baseline) for SWA and the baseline's eval-only average, and IQMs where scores share a scale."""
     envs = list(per_env)
     out = {}
-    base = _matrix(per_env, "baseline", envs, True)
+    base = _matrix(per_env, "baseline", envs, True) if envs else None
     if base is None or len(base) < MIN_SEEDS_FOR_CI:
         return out
     arms = {
@@ -469,6 +472,9 @@ def markdown(summary: dict, title: str) -> str:
     agg = summary["aggregate"]
     if agg:
         lines += ["## Aggregate over envs (stratified bootstrap, 95% CI)", ""]
+        over = summary.get("aggregate_envs", summary["envs"])
+        if left := [e for e in summary["envs"] if e not in over]:
+            lines += [f"Over {', '.join(over)}; left out (under {MIN_SEEDS_FOR_CI} baseline seeds): {', '.join(left)}.", ""]
         for name, a in agg.items():
             scale = f" ({a['scale']})" if "scale" in a else ""
             lines.append(f"- {name}{scale}: {_fmt(a['value'])} [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}]")
