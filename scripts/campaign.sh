@@ -109,12 +109,7 @@ status() {
   for exp in "$RUNS"/*/; do
     [ -d "$exp" ] || continue
     echo "$(basename "$exp"): $(find "$exp" -name result.json | wc -l) runs finished"
-    # saved points (posthoc.pt, ~200 MB an Atari run) are not committed: a replaced machine loses them
-    (cd "$exp" && find . -name posthoc.pt -printf '%h\n') | while read -r run; do
-      if [ -f "$exp/$run/result.json" ] && [ ! -f "$exp/$run/posthoc.json" ]; then
-        echo "  awaits post-hoc: ${run#./} (campaign.sh posthoc $(basename "$exp"))"
-      fi
-    done
+    awaiting "$(basename "$exp")" | while read -r run; do echo "  awaits post-hoc: $run (campaign.sh posthoc $(basename "$exp"))"; done
   done
   pgrep -af "scripts/compare.py" | sed 's/--set.*//' || echo "no grid running"
   for log in "$DIR"/logs/*.log; do [ -f "$log" ] && { echo "== $log"; tail -n 3 "$log"; }; done
@@ -136,12 +131,18 @@ collect() {
   echo "copied into $dest"
 }
 
+awaiting() {  # finished runs of experiment $1 without a post-hoc choice (./EXP/...); their saved points
+  # (posthoc.pt, ~200 MB an Atari run) are not committed: a replaced machine loses them
+  (cd "$RUNS" && find "./$1" -name posthoc.pt -printf '%h\n' | sort) | while read -r run; do
+    if [ -f "$RUNS/$run/result.json" ] && [ ! -f "$RUNS/$run/posthoc.json" ]; then echo "$run"; fi
+  done
+}
+
 posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, run by the clone of the run's own
   # commit, or by the one SCORING names for the run's experiment
   local run want line scoring args
   for exp in "${@:-}"; do
-    (cd "$RUNS" && find "./$exp" -name posthoc.pt -printf '%h\n' | sort) | while read -r run; do
-      [ -f "$RUNS/$run/result.json" ] && [ ! -f "$RUNS/$run/posthoc.json" ] || continue
+    awaiting "$exp" | while read -r run; do
       scoring=""; args=""
       for line in "${SCORING[@]}"; do [[ $run == "./${line%%|*}/"* ]] && IFS='|' read -r _ scoring args <<< "$line"; done
       if [ -n "$scoring" ]; then
