@@ -99,6 +99,16 @@ def test_an_env_under_3_seeds_is_left_out_of_the_aggregate_not_voiding_it(grid):
     assert "Over Toy-v0; left out (under 3 baseline seeds): Late-v0." in markdown(summary, "t")
 
 
+def test_the_aggregate_names_the_seeds_it_drops_to_weigh_envs_equally(grid):
+    from agents.cli.report import markdown
+
+    for seed in range(4):  # a second env with one seed more than Toy-v0 in each arm
+        _write_run(grid, "More-v0", "baseline", seed, [(1, 0, None), (2, seed, seed)])
+        _write_run(grid, "More-v0", "swa", seed, [(1, 0, None), (2, 0, seed + 1)])
+    text = markdown(summarize(load_runs(grid), last_k=2, reps=50), "t")
+    assert "baseline: the first 3 seeds of each env (More-v0 4 made); swa: the first 3" in text
+
+
 def test_estimators_by_hand():
     assert iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100])) == pytest.approx(np.mean([3, 4, 5, 6]))
     assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx(

@@ -12,7 +12,8 @@ Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
 across envs, IQM and probability of improvement over the baseline (of SWA and of the baseline's
 eval-only average) with stratified-bootstrap CIs; no CI under 3 seeds, and an env under 3 baseline
-seeds is left out of the aggregate (the report names it). (``rliable``
+seeds is left out of the aggregate, and an env with more seeds than another enters with its first
+n (the report names both). (``rliable``
 does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
 """
 
@@ -283,6 +284,17 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
     return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "aggregate_envs": agg_envs, "last_k": last_k}
 
 
+def _runs_left_out(summary: dict) -> str:
+    """Runs past the first n of an env, which the aggregate drops so that every env weighs the same."""
+    out = []
+    for arm in ("baseline", "swa", "baseline_avg"):
+        counts = {e: len(summary["per_env"][e]["arms"].get(arm, {}).get("scores", {})) for e in summary["aggregate_envs"]}
+        n = min(counts.values(), default=0)
+        if n and (more := [f"{e} {c}" for e, c in counts.items() if c > n]):
+            out.append(f"{arm}: the first {n} seeds of each env ({', '.join(more)} made)")
+    return f"Equal runs per env (the estimators take a runs x envs matrix): {'; '.join(out)}." if out else ""
+
+
 POSTHOC_SCORES = ("test_online", "test_fixed_start", "test_posthoc", "test_posthoc_window", "test_posthoc_ema")
 POSTHOC_PAIRS = (
     ("test_posthoc", "test_fixed_start"),
@@ -475,6 +487,8 @@ def markdown(summary: dict, title: str) -> str:
         over = summary.get("aggregate_envs", summary["envs"])
         if left := [e for e in summary["envs"] if e not in over]:
             lines += [f"Over {', '.join(over)}; left out (under {MIN_SEEDS_FOR_CI} baseline seeds): {', '.join(left)}.", ""]
+        if equal := _runs_left_out(summary):
+            lines += [equal, ""]
         for name, a in agg.items():
             scale = f" ({a['scale']})" if "scale" in a else ""
             lines.append(f"- {name}{scale}: {_fmt(a['value'])} [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}]")
