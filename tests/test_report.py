@@ -20,7 +20,7 @@ from agents.config import ConfigError
 
 
 def _write_run(root, env, variant, seed, curve):
-    d = root / env / variant / f"seed{seed}"
+    d = root / env.replace("/", "_") / variant / f"seed{seed}"
     d.mkdir(parents=True)
     (d / "result.json").write_text(json.dumps({"env": env, "variant": variant, "seed": seed}))
     with open(d / "eval.csv", "w", newline="") as f:
@@ -96,7 +96,24 @@ def test_an_env_under_3_seeds_is_left_out_of_the_aggregate_not_voiding_it(grid):
     summary = summarize(load_runs(grid), last_k=2, reps=200)
     assert summary["aggregate"].get("P(swa > baseline)") == alone["P(swa > baseline)"]
     assert summary["aggregate_envs"] == ["Toy-v0"]
-    assert "Over Toy-v0; left out (under 3 baseline seeds): Late-v0." in markdown(summary, "t")
+    assert "Over Toy-v0; left out: Late-v0 (under 3 baseline seeds)." in markdown(summary, "t")
+
+
+def test_a_game_whose_baseline_stayed_at_random_play_gets_no_weight(grid):
+    from agents.cli.report import markdown
+
+    alone = summarize(load_runs(grid), last_k=2, reps=200)["aggregate"]
+    for seed, (b, s) in enumerate([(-21, -20), (-20, -21), (-19, -18)]):  # Pong: random play scores -20.7
+        _write_run(grid, "ALE/Pong-v5", "baseline", seed, [(1, -21, None), (2, b, b)])
+        _write_run(grid, "ALE/Pong-v5", "swa", seed, [(1, -21, None), (2, s, s)])
+    summary = summarize(load_runs(grid), last_k=2, reps=200)
+    assert summary["aggregate_envs"] == ["Toy-v0"] and summary["aggregate"] == alone
+    text = markdown(summary, "t")
+    assert "left out: ALE/Pong-v5 (the baseline has not left random play)." in text
+    assert "The baseline's final score has not left random play (CI lower bound -21.0 vs random -20.7)" in text
+    assert "- ALE/Pong-v5, SWA vs baseline: no clear difference" in text and "paired seeds (no weight: random play)." in text
+    toy = [line for line in text.splitlines() if line.startswith("- Toy-v0,")]
+    assert len(toy) == 4 and not any("no weight" in line for line in toy)
 
 
 def test_the_aggregate_names_the_seeds_it_drops_to_weigh_envs_equally(grid):

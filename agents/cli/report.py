@@ -12,8 +12,9 @@ Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile
 over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
 across envs, IQM and probability of improvement over the baseline (of SWA and of the baseline's
 eval-only average) with stratified-bootstrap CIs; no CI under 3 seeds, and an env under 3 baseline
-seeds is left out of the aggregate, and an env with more seeds than another enters with its first
-n (the report names both). (``rliable``
+seeds, or whose baseline has not left random play (CI lower bound at or under the random score),
+is left out of the aggregate, and an env with more seeds than another enters with its first n (the
+report names both). (``rliable``
 does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
 """
 
@@ -119,8 +120,13 @@ def load_grids(experiment_dirs: Sequence[str | Path], variants: Sequence[str] = 
     return runs, ensembles
 
 
+def game_of(env_id: str) -> str:
+    """``ALE/Pong-v5``, ``PongNoFrameskip-v4`` -> ``Pong``; ``Hopper-v5`` -> ``Hopper``."""
+    return env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+
+
 def normalizer(env_id: str):
-    game = env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    game = game_of(env_id)
     if game in ATARI_REFERENCE:
         lo, hi = ATARI_REFERENCE[game]
         return (lambda x: (np.asarray(x) - lo) / (hi - lo)), "human-normalized"
@@ -278,10 +284,40 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
         per_env[env]["ensembles"] = {
             v: _ensemble(e, reps) for v in VARIANTS for e in ensembles if e["env"] == env and e["variant"] == v
         }
-    # the aggregate spans the envs with enough baseline seeds: a game still running does not void it
-    agg_envs = [e for e in envs if len(per_env[e]["arms"].get("baseline", {}).get("scores", {})) >= MIN_SEEDS_FOR_CI]
+    # the aggregate spans the envs with enough baseline seeds (a game still running does not void it)
+    # whose baseline left random play (a comparison of random policies gets no weight)
+    left_out = {}
+    for e in envs:
+        base = per_env[e]["arms"].get("baseline")
+        if base is None or base["n"] < MIN_SEEDS_FOR_CI:
+            left_out[e] = f"under {MIN_SEEDS_FOR_CI} baseline seeds"
+        elif random_play(e, base):
+            left_out[e] = "the baseline has not left random play"
+    agg_envs = [e for e in envs if e not in left_out]
     aggregate = _aggregate({e: per_env[e] for e in agg_envs}, reps)
-    return {"envs": envs, "per_env": per_env, "aggregate": aggregate, "aggregate_envs": agg_envs, "last_k": last_k}
+    return {
+        "envs": envs,
+        "per_env": per_env,
+        "aggregate": aggregate,
+        "aggregate_envs": agg_envs,
+        "aggregate_left_out": left_out,
+        "last_k": last_k,
+    }
+
+
+def random_score(env_id: str) -> float | None:
+    """The score of random play where the report knows it (Atari games, the MuJoCo envs)."""
+    game = game_of(env_id)
+    if game in ATARI_REFERENCE:
+        return ATARI_REFERENCE[game][0]
+    return MUJOCO_REFERENCE[game]["random"] if game in MUJOCO_REFERENCE else None
+
+
+def random_play(env_id: str, base: dict | None) -> bool:
+    """Whether the baseline's final score has not left random play: its CI's lower bound is at or
+    under the random score (False where that score is unknown or there is no CI)."""
+    rnd = random_score(env_id)
+    return rnd is not None and bool(base) and not np.isnan(base["ci"][0]) and base["ci"][0] <= rnd
 
 
 def _runs_left_out(summary: dict) -> str:
@@ -484,9 +520,9 @@ def markdown(summary: dict, title: str) -> str:
     agg = summary["aggregate"]
     if agg:
         lines += ["## Aggregate over envs (stratified bootstrap, 95% CI)", ""]
-        over = summary.get("aggregate_envs", summary["envs"])
-        if left := [e for e in summary["envs"] if e not in over]:
-            lines += [f"Over {', '.join(over)}; left out (under {MIN_SEEDS_FOR_CI} baseline seeds): {', '.join(left)}.", ""]
+        if left := summary.get("aggregate_left_out"):
+            why = "; ".join(f"{e} ({reason})" for e, reason in left.items())
+            lines += [f"Over {', '.join(summary['aggregate_envs'])}; left out: {why}.", ""]
         if equal := _runs_left_out(summary):
             lines += [equal, ""]
         for name, a in agg.items():
@@ -497,14 +533,14 @@ def markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _left_random(base: dict | None, random_score: float) -> str:
-    """Whether the baseline's final score (its CI's lower bound) is above random play."""
+def _left_random(env: str, base: dict | None) -> str:
+    """Whether the baseline's final score (its CI's lower bound) is above random play, in words."""
     if not base or np.isnan(base["ci"][0]):
         return ""
-    left = base["ci"][0] > random_score
+    left = not random_play(env, base)
     return (
         f" The baseline's final score {'has' if left else 'has not'} left random play (CI lower bound "
-        f"{_fmt(base['ci'][0])} vs random {random_score}){'' if left else ': give its SWA comparison no weight'}."
+        f"{_fmt(base['ci'][0])} vs random {random_score(env)}){'' if left else ': give its SWA comparison no weight'}."
     )
 
 
@@ -521,7 +557,7 @@ def _context(env: str, data: dict) -> list[str]:
             + (partial if data.get("resumed") else "")
             + "."
         )
-    game = env.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
+    game = game_of(env)
     base = data["arms"].get("baseline")
     if game in ATARI_REFERENCE:
         lo, hi = ATARI_REFERENCE[game]
@@ -533,12 +569,12 @@ def _context(env: str, data: dict) -> list[str]:
             else ""
         )
         frames = f" (4 frames per env step: {4 * data['timesteps'][-1]:,} frames here)" if data.get("timesteps") else ""
-        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{_left_random(base, lo)}")
+        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{_left_random(env, base)}")
     elif game in MUJOCO_REFERENCE:
         ref = MUJOCO_REFERENCE[game]
         out.append(
             f"Reference scores: random actions {ref['random']}; RL Zoo TD3 at 1M env steps: {ref['rl_zoo_td3_1M']}."
-            + _left_random(base, ref["random"])
+            + _left_random(env, base)
         )
     return out
 
@@ -559,7 +595,10 @@ def _verdict(summary: dict) -> str:
                 word = f"{a} lost to {b}"
             else:
                 word = "no clear difference (the CI covers 0)"
-            out.append(f"- {env}, {what}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds.")
+            weight = " (no weight: random play)" if random_play(env, summary["per_env"][env]["arms"].get("baseline")) else ""
+            out.append(
+                f"- {env}, {what}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds{weight}."
+            )
     return "\n".join(out)
 
 
