@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from agents.cli.report import (
-    bootstrap_ci,
     curve_series,
-    iqm,
     load_runs,
-    probability_of_improvement,
-    stability,
     summarize,
     write_report,
 )
@@ -124,17 +120,6 @@ def test_the_aggregate_names_the_seeds_it_drops_to_weigh_envs_equally(grid):
         _write_run(grid, "More-v0", "swa", seed, [(1, 0, None), (2, 0, seed + 1)])
     text = markdown(summarize(load_runs(grid), last_k=2, reps=50), "t")
     assert "baseline: the first 3 seeds of each env (More-v0 4 made); swa: the first 3" in text
-
-
-def test_estimators_by_hand():
-    assert iqm(np.array([1, 2, 3, 4, 5, 6, 7, 100])) == pytest.approx(np.mean([3, 4, 5, 6]))
-    assert probability_of_improvement(np.array([[2.0], [3.0]]), np.array([[1.0], [3.0]])) == pytest.approx(
-        (1 + 0 + 1 + 0.5) / 4
-    )
-    lo, hi = bootstrap_ci([1.0, 1.0, 1.0])
-    assert lo == hi == 1.0
-    s = stability([{"online_mean_reward": v} for v in (1, 5, 3, 4)], "online_mean_reward", 2)
-    assert s == {"last_k_mean": 3.5, "last_k_std": 0.5, "best_to_final_drop": 1.0}
 
 
 def test_write_report_files(grid, tmp_path):

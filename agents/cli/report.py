@@ -14,8 +14,8 @@ across envs, IQM and probability of improvement over the baseline (of SWA and of
 eval-only average) with stratified-bootstrap CIs; no CI under 3 seeds, and an env under 3 baseline
 seeds, or whose baseline has not left random play (CI lower bound at or under the random score),
 is left out of the aggregate, and an env with more seeds than another enters with its first n (the
-report names both). (``rliable``
-does not import beside pandas 3 here, so the same estimators are written with numpy/scipy.)
+report names both). The estimators are in ``agents/stats.py``, the reference scores in
+``agents/references.py``.
 """
 
 from __future__ import annotations
@@ -28,40 +28,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from agents.cli._cli import guarded  # first: signals during start-up
 from agents.config import VARIANTS, ConfigError
+from agents.references import ATARI_REFERENCE, MUJOCO_REFERENCE, PUBLISHED, game_of, normalizer, random_score
 from agents.rundir import read_csv, read_json
+from agents.stats import (
+    MIN_SEEDS_FOR_CI,
+    bootstrap_ci,
+    iqm,
+    probability_of_improvement,
+    stability,
+    stratified_bootstrap_ci,
+)
 
-# Atari: human-normalized scores, (random, human) per game (Mnih et al. 2015 / Badia et al. 2020).
-ATARI_REFERENCE = {
-    "Breakout": (1.7, 30.5),
-    "Qbert": (163.9, 13455.0),
-    "SpaceInvaders": (148.0, 1668.7),
-    "Seaquest": (68.4, 42054.7),
-    "BeamRider": (363.9, 16926.5),
-    "CrazyClimber": (10780.5, 35829.4),
-    "Pong": (-20.7, 14.6),
-}
-# MuJoCo: uniform random actions (measured: 10 episodes, reset seeds 10000-10009, the evaluation's seeds;
-# command in docs/results/campaign.md) and RL Zoo's TD3 at 1M env steps (one run; no DDPG MuJoCo v5 scores are published).
-MUJOCO_REFERENCE = {
-    "HalfCheetah": {"random": -271.6, "rl_zoo_td3_1M": 9656},
-    "Hopper": {"random": 28.9, "rl_zoo_td3_1M": 3606},
-    "Walker2d": {"random": 5.3, "rl_zoo_td3_1M": 4718},
-}
-# Published A2C scores to set ours beside: RL Zoo (one run, 10M env steps = 40M frames) and the SWA
-# paper (Nikishin et al. 2018; A2C vs A2C+SWA, mean ± spread, frames and seeds unpublished).
-PUBLISHED = {
-    "Breakout": {"rl_zoo_a2c_10M": 279.8, "paper_a2c": "522 ± 34", "paper_a2c_swa": "703 ± 60"},
-    "Qbert": {"rl_zoo_a2c_10M": 3882.3, "paper_a2c": "18777 ± 778", "paper_a2c_swa": "21272 ± 655"},
-    "SpaceInvaders": {"rl_zoo_a2c_10M": 627.2, "paper_a2c": "7727 ± 1121", "paper_a2c_swa": "21676 ± 8897"},
-    "Seaquest": {"rl_zoo_a2c_10M": 1721.5, "paper_a2c": "1779 ± 4", "paper_a2c_swa": "1795 ± 4"},
-    "BeamRider": {"rl_zoo_a2c_10M": 2890.3, "paper_a2c": "9999 ± 402", "paper_a2c_swa": "11321 ± 1065"},
-    "CrazyClimber": {"paper_a2c": "147030 ± 10239", "paper_a2c_swa": "139752 ± 11618"},
-    "Pong": {"rl_zoo_a2c_10M": 17.3},
-}
 # What each arm deploys: the baseline its online policy, the swa arm its averaged policy.
 ARMS = {
     "baseline": ("baseline", "online_mean_reward"),
@@ -118,79 +98,6 @@ def load_grids(experiment_dirs: Sequence[str | Path], variants: Sequence[str] = 
         runs += found
         ensembles += load_ensembles(d, variants)
     return runs, ensembles
-
-
-def game_of(env_id: str) -> str:
-    """``ALE/Pong-v5``, ``PongNoFrameskip-v4`` -> ``Pong``; ``Hopper-v5`` -> ``Hopper``."""
-    return env_id.split("/")[-1].split("-")[0].replace("NoFrameskip", "")
-
-
-def normalizer(env_id: str):
-    game = game_of(env_id)
-    if game in ATARI_REFERENCE:
-        lo, hi = ATARI_REFERENCE[game]
-        return (lambda x: (np.asarray(x) - lo) / (hi - lo)), "human-normalized"
-    return None, None
-
-
-# ---------------------------------------------------------------------------- statistics
-# Below 3 seeds a percentile bootstrap only spans the seeds' own values (2 seeds: their range); no CI is given.
-MIN_SEEDS_FOR_CI = 3
-
-
-def bootstrap_ci(x, func=np.mean, reps: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``func`` over the runs in ``x`` (NaNs under ``MIN_SEEDS_FOR_CI`` runs)."""
-    x = np.asarray(x, dtype=float)
-    if len(x) < MIN_SEEDS_FOR_CI:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(reps, len(x)))
-    values = np.array([func(x[i]) for i in idx])
-    alpha = (1 - level) / 2
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
-
-
-def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean over all runs x tasks (the middle 50%)."""
-    return float(stats.trim_mean(np.asarray(scores).reshape(-1), 0.25))
-
-
-def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
-    """P(X > Y) averaged over tasks, ties counting half (columns are tasks, rows runs)."""
-    x, y = np.atleast_2d(x), np.atleast_2d(y)
-    per_task = []
-    for j in range(x.shape[1]):
-        a, b = x[:, j][:, None], y[:, j][None, :]
-        per_task.append(float(np.mean((a > b) + 0.5 * (a == b))))
-    return float(np.mean(per_task))
-
-
-def stratified_bootstrap_ci(func, *arrays: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """CI of ``func(*arrays)`` resampling runs independently within each task (column)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(reps):
-        resampled = []
-        for a in arrays:
-            n, k = a.shape
-            idx = rng.integers(0, n, size=(n, k))
-            resampled.append(np.take_along_axis(a, idx, axis=0))
-        values.append(func(*resampled))
-    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
-
-
-def stability(curve: list[dict], key: str, last_k: int) -> dict[str, float]:
-    """Mean and spread of the last K evaluations, and the drop from the best evaluation to the final one."""
-    values = np.array([r.get(key, np.nan) for r in curve], dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return {"last_k_mean": np.nan, "last_k_std": np.nan, "best_to_final_drop": np.nan}
-    tail = values[-last_k:]
-    return {
-        "last_k_mean": float(tail.mean()),
-        "last_k_std": float(tail.std()),
-        "best_to_final_drop": float(values.max() - values[-1]),
-    }
 
 
 def arms_in(runs: list[dict]) -> dict[str, tuple[str, str]]:
@@ -303,14 +210,6 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
         "aggregate_left_out": left_out,
         "last_k": last_k,
     }
-
-
-def random_score(env_id: str) -> float | None:
-    """The score of random play where the report knows it (Atari games, the MuJoCo envs)."""
-    game = game_of(env_id)
-    if game in ATARI_REFERENCE:
-        return ATARI_REFERENCE[game][0]
-    return MUJOCO_REFERENCE[game]["random"] if game in MUJOCO_REFERENCE else None
 
 
 def random_play(env_id: str, base: dict | None) -> bool:
