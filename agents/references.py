@@ -15,6 +15,11 @@ ATARI_REFERENCE = {
     "CrazyClimber": (10780.5, 35829.4),
     "Pong": (-20.7, 14.6),
 }
+# Atari: uniform random actions under this project's evaluation (configs/atari/a2c.yaml's eval env: sticky
+# actions, no-op reset, raw returns; env seed 10000, action seed 0, 20 episodes; command in
+# docs/results/campaign.md). Whether a baseline left random play is judged against these: the
+# literature's random scores above come from another protocol (no sticky actions, 30 no-op starts).
+ATARI_RANDOM_HERE = {"Breakout": 0.9, "Qbert": 173.8, "SpaceInvaders": 136.5, "Pong": -20.3}
 # MuJoCo: uniform random actions (measured: 10 episodes, reset seeds 10000-10009, the evaluation's seeds;
 # command in docs/results/campaign.md) and RL Zoo's TD3 at 1M env steps (one run; no DDPG MuJoCo v5 scores are published).
 MUJOCO_REFERENCE = {
@@ -49,8 +54,11 @@ def normalizer(env_id: str):
 
 
 def random_score(env_id: str) -> float | None:
-    """The score of random play where the report knows it (Atari games, the MuJoCo envs)."""
+    """The score of random play where the report knows it: measured under this project's evaluation
+    (the campaign's Atari games, the MuJoCo envs), else the literature's (other Atari games)."""
     game = game_of(env_id)
+    if game in ATARI_RANDOM_HERE:
+        return ATARI_RANDOM_HERE[game]
     if game in ATARI_REFERENCE:
         return ATARI_REFERENCE[game][0]
     return MUJOCO_REFERENCE[game]["random"] if game in MUJOCO_REFERENCE else None

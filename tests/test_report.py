@@ -106,7 +106,8 @@ def test_a_game_whose_baseline_stayed_at_random_play_gets_no_weight(grid):
     assert summary["aggregate_envs"] == ["Toy-v0"] and summary["aggregate"] == alone
     text = markdown(summary, "t")
     assert "left out: ALE/Pong-v5 (the baseline has not left random play)." in text
-    assert "The baseline's final score has not left random play (CI lower bound -21.0 vs random -20.7)" in text
+    assert "The baseline's final score has not left random play (CI lower bound -21.0 vs random -20.3)" in text
+    assert "random -20.7 (uniform actions under this evaluation: -20.3), human 14.6" in text
     assert "- ALE/Pong-v5, SWA vs baseline: no clear difference" in text and "paired seeds (no weight: random play)." in text
     toy = [line for line in text.splitlines() if line.startswith("- Toy-v0,")]
     assert len(toy) == 4 and not any("no weight" in line for line in toy)
@@ -166,9 +167,10 @@ def test_posthoc_results_are_summarized(grid):
 def test_atari_games_are_set_beside_random_play_and_published_scores():
     from agents.cli.report import _context
 
-    data = {"arms": {"baseline": {"ci": (1.0, 2.5)}}, "timesteps": [1_000_000], "wall_min": {"baseline": 30.0}}
+    data = {"arms": {"baseline": {"ci": (0.5, 2.5)}}, "timesteps": [1_000_000], "wall_min": {"baseline": 30.0}}
     text = " ".join(_context("ALE/Breakout-v5", data))
-    assert "random 1.7, human 30.5" in text and "RL Zoo A2C at 10M env steps (40M frames): 279.8" in text
+    assert "random 1.7 (uniform actions under this evaluation: 0.9), human 30.5" in text
+    assert "RL Zoo A2C at 10M env steps (40M frames): 279.8" in text
     assert "A2C 522 ± 34, A2C+SWA 703 ± 60" in text and "4,000,000 frames here" in text
     assert "has not left random play" in text and "no weight" in text
     data["arms"]["baseline"]["ci"] = (5.0, 9.0)

@@ -31,7 +31,15 @@ import numpy as np
 
 from agents.cli._cli import guarded  # first: signals during start-up
 from agents.config import VARIANTS, ConfigError
-from agents.references import ATARI_REFERENCE, MUJOCO_REFERENCE, PUBLISHED, game_of, normalizer, random_score
+from agents.references import (
+    ATARI_RANDOM_HERE,
+    ATARI_REFERENCE,
+    MUJOCO_REFERENCE,
+    PUBLISHED,
+    game_of,
+    normalizer,
+    random_score,
+)
 from agents.rundir import read_csv, read_json
 from agents.stats import (
     MIN_SEEDS_FOR_CI,
@@ -468,7 +476,8 @@ def _context(env: str, data: dict) -> list[str]:
             else ""
         )
         frames = f" (4 frames per env step: {4 * data['timesteps'][-1]:,} frames here)" if data.get("timesteps") else ""
-        out.append(f"Reference scores{frames}: random {lo}, human {hi}{zoo}{paper}.{_left_random(env, base)}")
+        here = f" (uniform actions under this evaluation: {ATARI_RANDOM_HERE[game]})" if game in ATARI_RANDOM_HERE else ""
+        out.append(f"Reference scores{frames}: random {lo}{here}, human {hi}{zoo}{paper}.{_left_random(env, base)}")
     elif game in MUJOCO_REFERENCE:
         ref = MUJOCO_REFERENCE[game]
         out.append(
