@@ -99,10 +99,24 @@ start() {
 }
 
 stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
-  for line in "${GRIDS[@]}"; do  # the driver only: it passes the signal on to its running jobs
+  local name alive
+  for line in "${GRIDS[@]}"; do  # the driver passes the signal on to its running jobs
     name=${line%%|*}
     if running "$name"; then kill -TERM "$(cat "$DIR/logs/$name.pid")"; echo "$name: asked to stop"; fi
   done
+  # a job still loading when the signal came ignores it, and the frozen drivers ask once: ask the
+  # drivers' workers again until the drivers have exited (a checkpoint takes seconds)
+  for _ in $(seq 90); do
+    alive=0
+    for line in "${GRIDS[@]}"; do
+      name=${line%%|*}
+      if running "$name"; then alive=1; pkill -INT -P "$(cat "$DIR/logs/$name.pid")" || true; fi
+    done
+    [ "$alive" = 0 ] && { echo "all grids stopped"; return 0; }
+    sleep 2
+  done
+  for line in "${GRIDS[@]}"; do name=${line%%|*}; running "$name" && echo "$name: still running after 3 min"; done
+  return 1
 }
 
 status() {

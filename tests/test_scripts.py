@@ -308,6 +308,27 @@ def test_a_grid_says_where_it_is(tmp_path, capsys):
     assert lines[1] == "progress: 0 done, 1 running, 2 queued; about 1 min left at the current speed | prefix 400/1,000"
 
 
+def test_a_stop_reaches_a_job_that_was_still_loading_when_it_came():
+    """A worker ignores SIGINT until its job has loaded (its checkpoint, its envs); the driver asks
+    again until the job stops, instead of waiting for it to train to the end."""
+    from agents.cli.compare import Job, _drive
+
+    asked, timeouts = [], []
+
+    def wait_one(handles, timeout):
+        timeouts.append(timeout)
+        if len(timeouts) == 1:
+            raise KeyboardInterrupt  # Ctrl-C or SIGTERM at the driver
+        assert len(timeouts) < 20, "the driver waits on a job that never heard the stop"
+        # the first SIGINT reached the worker while it was loading: ignored; the second one stops it
+        return (handles[0], ("interrupted", "checkpoint written")) if len(asked) >= 2 else None
+
+    arms = [Job(print, (), f"arm {v}") for v in "ab"]
+    tally = _drive(lambda job: job.label, wait_one, [Job(print, (), "prefix", then=arms)], 1, lambda: asked.append(1))
+    assert tally.interrupted == ["prefix", "arm a", "arm b"] and len(asked) == 2
+    assert max(timeouts[1:]) <= 5  # asked again within seconds, not at the progress interval
+
+
 def test_on_a_terminal_the_grid_shows_a_live_bar_per_running_run(tmp_path):
     import io
     import time

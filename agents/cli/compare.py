@@ -148,19 +148,25 @@ def _drive(
     return tally
 
 
+ASK_AGAIN_S = 2.0  # while stopping: how often the running jobs are signalled again
+
+
 def _step(submit, wait_one, tally, ready, pending, limit, stopping, interrupt, board) -> bool:
     """Submit what may run, wait for one job (or show progress), file its outcome; returns ``stopping``."""
     while ready and not stopping and (limit is None or len(pending) < limit):
         job = ready.pop(0)
         pending[submit(job)] = job
     try:
-        finished = wait_one(list(pending), board.every)
+        finished = wait_one(list(pending), ASK_AGAIN_S if stopping else board.every)
     except KeyboardInterrupt:
         if stopping:
             raise
         print("stopping: the running jobs write a checkpoint; rerun the same command to resume", file=sys.stderr, flush=True)
         interrupt()
         return True
+    if finished is None and stopping:  # a job still loading when the signal came ignored it: ask again
+        interrupt()
+        return stopping
     if finished is None:
         queued = [(j.label, j.steps) for job in ready for j in (job, *job.then)]
         queued += [(j.label, j.steps) for job in pending.values() for j in job.then]
