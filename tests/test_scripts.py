@@ -1,6 +1,7 @@
 """The scripts as a user runs them: subprocesses on smoke budgets (seconds each)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -327,6 +328,35 @@ def test_a_stop_reaches_a_job_that_was_still_loading_when_it_came():
     tally = _drive(lambda job: job.label, wait_one, [Job(print, (), "prefix", then=arms)], 1, lambda: asked.append(1))
     assert tally.interrupted == ["prefix", "arm a", "arm b"] and len(asked) == 2
     assert max(timeouts[1:]) <= 5  # asked again within seconds, not at the progress interval
+
+
+def _sleep(seconds):
+    import time
+
+    time.sleep(seconds)
+
+
+def test_a_second_stop_ends_the_grid_at_once():
+    """The first Ctrl-C asks the jobs to checkpoint; the second one does not wait for them."""
+    import signal
+    import threading
+    import time
+
+    from agents.cli.compare import Job, _local_pool
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timers = [threading.Timer(t, os.kill, (os.getpid(), signal.SIGINT)) for t in (1.5, 3.0)]
+    start = time.time()
+    try:
+        for t in timers:
+            t.start()
+        with pytest.raises(KeyboardInterrupt):  # the job ignores SIGINT, as one still loading does
+            _local_pool(1, [Job(_sleep, (30,), "stuck")], progress_every=60)
+    finally:
+        for t in timers:
+            t.cancel()
+        signal.signal(signal.SIGINT, old)
+    assert time.time() - start < 15
 
 
 def test_on_a_terminal_the_grid_shows_a_live_bar_per_running_run(tmp_path):

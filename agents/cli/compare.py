@@ -205,6 +205,10 @@ def _local_pool(jobs: int, roots: list[Job], progress_every: float) -> Tally:
 
     try:
         return _drive(lambda job: pool.submit(_outcome, job.fn, *job.args), wait_one, roots, jobs, interrupt, progress_every)
+    except KeyboardInterrupt:  # a second signal: stop at once; the jobs resume from their newest checkpoints
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -355,6 +359,9 @@ def main() -> int:
             tally = _ray_pool(ray, cfg.resources.model_dump(), args.retries, roots, args.progress_every)
         else:
             tally = _local_pool(args.jobs, roots, args.progress_every)
+    except KeyboardInterrupt:
+        print("stopped at once: the running jobs resume from their newest checkpoints", file=sys.stderr)
+        return 3
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
