@@ -124,7 +124,7 @@ def _drive(
     wait_one: Callable,
     roots: list[Job],
     limit: int | None = None,
-    interrupt: Callable[[], None] = lambda: None,
+    interrupt: Callable[[list], None] = lambda handles: None,
     progress_every: float = 300.0,
 ) -> Tally:
     """Run jobs as soon as what they need is done, at most ``limit`` at a time.
@@ -133,8 +133,8 @@ def _drive(
     instead of all prefixes first. ``wait_one(handles, timeout)`` returns ``(handle, (status,
     message))``, or None when nothing finished within ``timeout`` seconds: then it shows where the
     grid is (:class:`agents.progress.Board`: live on a terminal, a line every ``progress_every`` s in a log).
-    Ctrl-C (or SIGTERM) stops submitting, passes the signal on (``interrupt``) and waits for the
-    running jobs to write their checkpoints; a second one stops waiting.
+    Ctrl-C (or SIGTERM) stops submitting, passes the signal on (``interrupt(handles)``) and waits
+    for the running jobs to write their checkpoints; a second one stops waiting.
     """
     tally = Tally()
     ready = list(roots)
@@ -162,10 +162,10 @@ def _step(submit, wait_one, tally, ready, pending, limit, stopping, interrupt, b
         if stopping:
             raise
         print("stopping: the running jobs write a checkpoint; rerun the same command to resume", file=sys.stderr, flush=True)
-        interrupt()
+        interrupt(list(pending))
         return True
     if finished is None and stopping:  # a job still loading when the signal came ignored it: ask again
-        interrupt()
+        interrupt(list(pending))
         return stopping
     if finished is None:
         queued = [(j.label, j.steps) for job in ready for j in (job, *job.then)]
@@ -198,7 +198,7 @@ def _local_pool(jobs: int, roots: list[Job], progress_every: float) -> Tally:
         except BrokenProcessPool:  # a worker was killed (out of memory, SIGKILL): its run resumes on a rerun
             return fut, ("failed", "the worker process died (killed by a signal or out of memory)")
 
-    def interrupt():
+    def interrupt(_futures):
         for proc in list(getattr(pool, "_processes", {}).values()):  # the pool has no public list of its workers
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGINT)
@@ -229,10 +229,18 @@ def _ray_pool(ray, resources: dict, retries: int, roots: list[Job], progress_eve
             return None
         try:
             return done[0], ray.get(done[0])
+        except ray.exceptions.TaskCancelledError:  # stopped while still queued
+            return done[0], ("interrupted", "stopped before it started")
         except Exception as err:  # the task's worker died for good
             return done[0], ("failed", f"{type(err).__name__}: {err}")
 
-    return _drive(lambda job: remote.remote(job.fn, *job.args), wait_one, roots, progress_every=progress_every)
+    def interrupt(refs):
+        for ref in refs:  # a running task's SIGINT handler runs (checkpoint, then Interrupted); a queued one never starts
+            ray.cancel(ref, force=False)
+
+    return _drive(
+        lambda job: remote.remote(job.fn, *job.args), wait_one, roots, interrupt=interrupt, progress_every=progress_every
+    )
 
 
 def _connect_ray(address: str | None, jobs: int):
