@@ -309,6 +309,24 @@ def test_a_grid_says_where_it_is(tmp_path, capsys):
     assert lines[1] == "progress: 0 done, 1 running, 2 queued; about 1 min left at the current speed | prefix 400/1,000"
 
 
+def test_pairs_finish_in_the_order_of_their_prefixes():
+    """A prefix's arms queue behind the arms already waiting (an earlier seed's), not ahead of them."""
+    from agents.cli.compare import Job, _drive
+
+    submitted = []
+
+    def submit(job):
+        submitted.append(job.label)
+        return job.label
+
+    def wait_one(handles, timeout):  # the job submitted first finishes first
+        return min(handles, key=submitted.index), ("done", "")
+
+    roots = [Job(print, (), f"prefix{s}", then=[Job(print, (), f"{v}{s}") for v in ("baseline", "swa")]) for s in (0, 1)]
+    _drive(submit, wait_one, roots, limit=2)
+    assert submitted == ["prefix0", "prefix1", "baseline0", "swa0", "baseline1", "swa1"]
+
+
 def test_a_stop_reaches_a_job_that_was_still_loading_when_it_came():
     """A worker ignores SIGINT until its job has loaded (its checkpoint, its envs); the driver asks
     again until the job stops, instead of waiting for it to train to the end."""

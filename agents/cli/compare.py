@@ -129,10 +129,11 @@ def _drive(
 ) -> Tally:
     """Run jobs as soon as what they need is done, at most ``limit`` at a time.
 
-    A finished prefix's arms go before the next prefix, so pairs finish one after the other
-    instead of all prefixes first. ``wait_one(handles, timeout)`` returns ``(handle, (status,
-    message))``, or None when nothing finished within ``timeout`` seconds: then it shows where the
-    grid is (:class:`agents.progress.Board`: live on a terminal, a line every ``progress_every`` s in a log).
+    A finished prefix's arms go after the arms already waiting and before the next prefix, so
+    pairs finish one after the other, in order, instead of all prefixes first.
+    ``wait_one(handles, timeout)`` returns ``(handle, (status, message))``, or None when nothing
+    finished within ``timeout`` seconds: then it shows where the grid is
+    (:class:`agents.progress.Board`: live on a terminal, a line every ``progress_every`` s in a log).
     Ctrl-C (or SIGTERM) stops submitting, passes the signal on (``interrupt(handles)``) and waits
     for the running jobs to write their checkpoints; a second one stops waiting.
     """
@@ -176,7 +177,8 @@ def _step(submit, wait_one, tally, ready, pending, limit, stopping, interrupt, b
     job = pending.pop(handle)
     tally.add(job.label, status, message)
     if status == "done":
-        ready[:0] = job.then
+        at = next((i for i, j in enumerate(ready) if j.then), len(ready))  # after the arms already waiting
+        ready[at:at] = job.then
     else:
         for child in job.then:
             tally.add(child.label, "interrupted" if status == "interrupted" else "failed", f"not run: {job.label} {status}")
