@@ -2,8 +2,9 @@
 
 Layout: ``<root>/<experiment>/<env>/<variant>/seed<k>/`` holding ``config.yaml`` (resolved),
 ``command.txt``, ``tb/`` (TensorBoard), ``eval.csv``, ``model.zip`` (SB3's format), the online and
-averaged policies as ``policy.safetensors`` and ``swa_policy.safetensors`` (they load without
-unpickling: ``rl_swa.SWAPolicy.load``) and, written
+averaged policies as ``policy.safetensors`` and ``swa_policy.safetensors``, the further averages as
+``average_<name>.safetensors``, the best evaluated online policy (``EvalCallback``'s rule) as
+``best_policy.safetensors`` (they load without unpickling: ``rl_swa.SWAPolicy.load``) and, written
 atomically at the very end, ``result.json``. A forked pair shares a prefix run in
 ``<root>/<experiment>/<env>/prefix/seed<k>/`` trained once up to the SWA start.
 """
@@ -33,6 +34,7 @@ from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from agents.progress import ProgressFile
 from rl_swa.config import resolve_steps
+from rl_swa.evaluation import SWAEvaluation
 from rl_swa.files import atomic_write
 from rl_swa.normalization import ObsNormalizer
 from rl_swa.policy import SWAPolicy
@@ -340,6 +342,14 @@ def _save_outputs(path: Path, model, env, env_id: str, swa) -> list[dict]:
     ).save(path / "policy.safetensors")
     if swa.has_snapshot:
         swa.policy.save(path / "swa_policy.safetensors")
+    for name, average in swa.extra.items():  # the further averages: candidates of `rl-swa select`
+        if average.n_updates and average.n_averaged:
+            swa.policy_of(name).save(path / f"average_{name}.safetensors")
+    evaluation = swa.component(SWAEvaluation)
+    best = evaluation.best_policy() if evaluation is not None else None
+    if best is not None:  # what SB3's EvalCallback(best_model_save_path=...) would keep
+        best.metadata["env_id"] = env_id
+        best.save(path / "best_policy.safetensors")
     swag = swa.component(SWAGRecorder)
     if swag is not None and swag.n_columns >= 2:
         swag.policy().save(path / "swag_policy.safetensors")

@@ -16,6 +16,7 @@ from rl_swa.averaging import all_finite
 from rl_swa.diagnostics import ActionProbe
 from rl_swa.normalization import normalized_eval_env, sync_obs_statistics
 from rl_swa.overlay import add_overlay
+from rl_swa.posthoc import normalizer_of, normalizer_state
 
 DIAGNOSTICS = ("distance", "n_averaged", "skipped", "agreement", "action_distance", "churn")  # logged under swa/
 
@@ -52,6 +53,10 @@ class SWAEvaluation(BaseCallback):
     :param eval_env: an env id, a gymnasium env or a VecEnv.
     :param eval_freq: env steps between evaluations (unlike SB3's EvalCallback: not callback calls).
     :param n_eval_episodes: episodes per policy; the env is reseeded with ``eval_seed`` before each policy.
+
+    It also keeps what SB3's ``EvalCallback(best_model_save_path=...)`` would deploy: a host copy
+    of the online policy at its best evaluation so far (:attr:`best`; ``EvalCallback``'s rule: a
+    mean strictly above every earlier one), with the observation statistics of that time.
     """
 
     def __init__(
@@ -71,6 +76,8 @@ class SWAEvaluation(BaseCallback):
         args = check_arguments(eval_freq, n_eval_episodes, eval_seed, deterministic)
         self.eval_freq, self.n_eval_episodes, self.eval_seed, self.deterministic = args.values()
         self.evaluations: list[dict[str, float]] = []
+        # {"step", "mean_reward", "state": policy state_dict on the host, "obs_normalizer"} or None
+        self.best: dict[str, Any] | None = None
         self.probe = ActionProbe()  # agreement and churn on visited states
         self._next_eval = self.eval_freq
         self._env: VecEnv | None = None
@@ -133,6 +140,8 @@ class SWAEvaluation(BaseCallback):
         online = all_finite(self.model.policy.parameters())  # broken online weights cannot act (the averages skip them)
         if online:
             self._play("online", row)
+            if self.best is None or row["online_mean_reward"] > self.best["mean_reward"]:
+                self._keep_best(row)
         for name, average in swa.averages.items():
             if average.n_updates and average.n_averaged:
                 with average.swapped():
@@ -150,10 +159,38 @@ class SWAEvaluation(BaseCallback):
             print(f"[rl_swa] step {row['step']}: online {row.get('online_mean_reward', float('nan')):.2f}{shown}")
         return row
 
+    def _keep_best(self, row: dict) -> None:
+        state = {name: t.detach().to("cpu", copy=True) for name, t in self.model.policy.state_dict().items()}
+        normalizer = normalizer_state(self.model.get_env())
+        self.best = {
+            "step": row["step"],
+            "mean_reward": row["online_mean_reward"],
+            "state": state,
+            "obs_normalizer": normalizer,
+        }
+
+    def best_policy(self):
+        """The online policy of the best evaluation so far as an :class:`~rl_swa.SWAPolicy` (None before any)."""
+        if self.best is None:
+            return None
+        from rl_swa.policy import SWAPolicy, copy_policy
+
+        policy = copy_policy(self.model.policy)
+        policy.load_state_dict(self.best["state"])
+        meta = {"algorithm": type(self.model).__name__, "num_timesteps": self.best["step"], "weights": "best evaluated online"}
+        meta["eval_mean_reward"] = self.best["mean_reward"]
+        return SWAPolicy(policy, meta, normalizer_of(self.best["obs_normalizer"]))
+
     def state_dict(self) -> dict[str, Any]:
-        return {"next_eval": self._next_eval, "evaluations": list(self.evaluations), "probe": self.probe.state_dict()}
+        return {
+            "next_eval": self._next_eval,
+            "evaluations": list(self.evaluations),
+            "probe": self.probe.state_dict(),
+            "best": self.best,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")  # absent from checkpoints written before it was kept
         self._next_eval = int(state["next_eval"])
         self.evaluations = list(state["evaluations"])
         self.probe.load_state_dict(state["probe"])

@@ -10,7 +10,9 @@ Two families, both from states saved at a handful of times during one run (``SWA
   the saved equal averages, which are power EMAs with ``gamma = 0``). The profile algebra is
   ema-pytorch's (``p_dot_p``, ``sigma_rel_to_gamma``).
 
-A saved point is ``{"step", "n", "averages": {name: tensor}, "power": [{"gamma", "n", "averages"}]}``.
+A saved point is ``{"step", "n", "averages": {name: tensor}, "power": [{"gamma", "n", "averages"}],
+"online": {name: tensor}, "obs_normalizer": None | {"header", "tensors"}}``: the online weights and the
+observation statistics at that time are candidates of their own (:mod:`rl_swa.selection`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
 
 from rl_swa.averaging import WeightAverage  # noqa: F401 (type of the recorder's averages)
+from rl_swa.normalization import ObsNormalizer
 
 # sigma_rel of the equal average over the whole run (gamma = 0): the widest power profile.
 MAX_SIGMA_REL = math.sqrt(1 / 12)
@@ -47,6 +50,18 @@ def check_sigma_rels(name: str, values) -> list[float]:
     if not ok:
         raise ValueError(f"{name}={values!r} is not allowed; use {allowed}")
     return [float(v) for v in values]
+
+
+def normalizer_state(env) -> dict | None:
+    """The observation statistics of ``env``'s VecNormalize as plain tensors and a JSON header (or None):
+    a form that ``torch.load(weights_only=True)`` reads back."""
+    normalizer = ObsNormalizer.from_env(env)
+    return None if normalizer is None else {"header": normalizer.header(), "tensors": normalizer.tensors()}
+
+
+def normalizer_of(state: dict | None) -> ObsNormalizer | None:
+    """The :class:`ObsNormalizer` of :func:`normalizer_state`'s output."""
+    return None if state is None else ObsNormalizer.from_file(state["header"], state["tensors"])
 
 
 def window_average(later: Mapping, earlier: Mapping | None = None) -> dict[str, Tensor]:
@@ -114,7 +129,8 @@ def synthesize_ema(points: Sequence[Mapping], sigma_rel: float) -> tuple[dict[st
 class PosthocRecorder(BaseCallback):
     """Saves a running equal average (from the first update) and power EMAs at ``points`` evenly
     spaced times, so that any window or EMA width can be chosen after training (host copies, one
-    set per point; one more on-device copy per average). ``SWACallback(posthoc_points=S)`` builds
+    set per point; one more on-device copy per average). Each point also keeps the online weights
+    of that time and the observation statistics of a ``VecNormalize`` training env. ``SWACallback(posthoc_points=S)`` builds
     it; alone, list it after ``swa`` in a ``CallbackList``. The saved points are :attr:`points`.
 
     :param sigma_rels: relative widths of the power EMAs (Karras et al. 2024: 0.05 and 0.10).
@@ -172,6 +188,8 @@ class PosthocRecorder(BaseCallback):
                 "step": int(self.model.num_timesteps),
                 "n": avg.n_averaged,
                 "averages": host(avg),
+                "online": {name: t.detach().to("cpu", copy=True) for name, t in self.swa.tensors.items()},
+                "obs_normalizer": normalizer_state(self.model.get_env()),
                 "power": [
                     {"gamma": gamma_of(s), "sigma_rel": s, "n": p.n_averaged, "averages": host(p)}
                     for s, p in zip(self.sigma_rels, self.power)

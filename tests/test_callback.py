@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 from stable_baselines3 import A2C, DDPG, DQN
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 from rl_swa import PosthocRecorder, SWACallback, SWAEvaluation, SWAPolicy
@@ -769,3 +770,29 @@ def test_training_with_averaging_is_bit_for_bit_training_without(make):
     )
     for (name, p), q in zip(plain.policy.named_parameters(), averaged.policy.parameters()):
         assert torch.equal(p, q), name
+
+
+def test_evaluation_keeps_the_best_online_policy_by_evalcallbacks_rule():
+    """The best evaluated online weights are kept as SB3's EvalCallback keeps them (the first
+    evaluation with the highest mean), with the weights of that evaluation, and survive a resume."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from rl_swa.evaluation import SWAEvaluation
+
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=1, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    swa = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=500, n_eval_episodes=3, eval_seed=7)
+    model.learn(4000, callback=swa)
+    evaluation = swa.component(SWAEvaluation)
+    scores = [row["online_mean_reward"] for row in swa.evaluations]
+    assert len(set(scores)) > 1  # the rule has something to choose from
+    first_best = next(row for row in swa.evaluations if row["online_mean_reward"] == max(scores))
+    assert (evaluation.best["step"], evaluation.best["mean_reward"]) == (first_best["step"], max(scores))
+    best = evaluation.best_policy()
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=7)
+    env.seed(7)
+    replay, _ = evaluate_policy(best, env, n_eval_episodes=3, deterministic=True, return_episode_rewards=True, warn=False)
+    assert np.mean(replay) == max(scores)  # the weights of that evaluation, not the final ones
+    other = SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=500, n_eval_episodes=3, eval_seed=7)
+    other.init_callback(model)
+    other.load_state_dict(swa.state_dict())
+    assert other.component(SWAEvaluation).best["step"] == evaluation.best["step"]

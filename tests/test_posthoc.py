@@ -260,3 +260,21 @@ def test_posthoc_script_on_a_finished_run(tmp_path):
     assert again["together"] is True and again["test_online"] == pytest.approx(result["test_online"], rel=1e-6)
     missing = subprocess.run([sys.executable, str(ROOT / "scripts/posthoc.py"), str(tmp_path)], capture_output=True, text=True)
     assert missing.returncode == 2 and "posthoc_points" in missing.stderr
+
+
+def test_saved_points_keep_the_online_weights_of_their_time():
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    seen = {}
+    model.policy.optimizer.register_step_post_hook(
+        lambda o, a, k: seen.__setitem__(
+            model.num_timesteps, {n: p.detach().clone() for n, p in model.policy.named_parameters()}
+        )
+    )
+    swa = SWACallback(posthoc_points=4)
+    model.learn(400, callback=swa)
+    for point in swa.posthoc:
+        assert point["obs_normalizer"] is None  # no VecNormalize here
+        for name, value in point["online"].items():
+            torch.testing.assert_close(value, seen[point["step"]][name], rtol=0, atol=0)
+    first, last = swa.posthoc[0]["online"], swa.posthoc[-1]["online"]
+    assert any(not torch.equal(first[n], last[n]) for n in first)  # copies, not views of the live weights
