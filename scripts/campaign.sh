@@ -3,7 +3,9 @@
 # the plain baseline, each grid run from a worktree of one tagged commit with its own venv.
 #
 #   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
+#                                      # (and the chain of deployment grids, which run one after another)
 #   JOBS=2 bash scripts/campaign.sh start   # the same, each grid running up to 2 runs at once (default 1)
+#   bash scripts/campaign.sh start deploy   # only the grids named (here the deployment chain)
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid (and those awaiting post-hoc), running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
@@ -36,6 +38,19 @@ GRIDS=(
   "effects-hopper|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/mujoco/ddpg.yaml|Hopper-v5|5|$EFFECTS experiment=mujoco_ddpg_effects"
 )
 
+# The deployment grids (issue 31, docs/results/deploy.md): the baseline arm only, trained from scratch (--no-fork),
+# saving every candidate that `rl-swa select` chooses from. One background chain runs them one after another
+# (classic envs first: the selection's defaults are chosen there), so they take JOBS cores in all.
+DEPLOY_CODE="deploy-1=f71344c86dd490436decde46e70c920267bbd034"
+DEPLOY_GRIDS=(
+  "deploy-acrobot|$DEPLOY_CODE|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|variants=[baseline] experiment=deploy_acrobot_a2c"
+  "deploy-pendulum|$DEPLOY_CODE|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|variants=[baseline] experiment=deploy_pendulum_ddpg"
+  "deploy-mujoco|$DEPLOY_CODE|configs/mujoco/ddpg.yaml|Hopper-v5 HalfCheetah-v5|5|variants=[baseline] experiment=deploy_mujoco_ddpg"
+  "deploy-qbert|$DEPLOY_CODE|configs/atari/a2c.yaml|ALE/Qbert-v5|3|variants=[baseline] experiment=deploy_atari_a2c"
+  "deploy-breakout-10m|$DEPLOY_CODE|configs/atari/a2c.yaml|ALE/Breakout-v5|3|variants=[baseline] budgets.short.timesteps=2500000 budgets.short.eval_freq=250000 experiment=deploy_atari_a2c_10m_frames"
+)
+ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
+
 # experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
 # policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
 # (campaign-2 plays them one at a time: ~1.5x the time; docs/performance.md#post-hoc-scoring).
@@ -43,6 +58,25 @@ SCORING=(
   "atari_a2c|scoring-1=2462bd2c5c22fa76f094b0d5ef148400e688ed83|--together"
   "atari_a2c_10m_frames|scoring-1=2462bd2c5c22fa76f094b0d5ef148400e688ed83|--together"
 )
+
+launch() {  # the compare driver of the grid set by `grid`, in the background; its pid in logs/NAME.pid ($@: further flags)
+  # shellcheck disable=SC2086
+  (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
+      --jobs "${JOBS:-1}" --out "$RUNS" "${AVERAGES[@]}" "${own[@]}" "$@" >> "$DIR/logs/$name.log" 2>&1) &
+  echo $! > "$DIR/logs/$name.pid"
+}
+
+deploy_chain() {  # the deployment grids one after another; a stop (driver exit 3) ends the chain
+  local rc
+  for line in "${DEPLOY_GRIDS[@]}"; do
+    grid "$line"
+    setup
+    launch --no-fork
+    rc=0; wait "$(cat "$DIR/logs/$name.pid")" || rc=$?
+    [ "$rc" = 3 ] && { echo "$name: stopped; the chain ends"; return 3; }
+    echo "$name: driver exited $rc"
+  done
+}
 
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
   IFS='|' read -r name code config envs seeds extra <<< "$1"
@@ -83,24 +117,26 @@ restore() {  # on a new machine: finished runs come back from the repository, so
   done
 }
 
-start() {
+start() {  # [NAME...]: only these grids ("deploy": the deployment chain); default all
   mkdir -p "$RUNS"
   restore
   for line in "${GRIDS[@]}"; do
     grid "$line"
+    if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
     if running "$name"; then echo "$name: already running"; continue; fi
     setup
-    # shellcheck disable=SC2086
-    (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
-        --jobs "${JOBS:-1}" --out "$RUNS" "${AVERAGES[@]}" "${own[@]}" >> "$DIR/logs/$name.log" 2>&1) &
-    echo $! > "$DIR/logs/$name.pid"
+    launch
     echo "$name: started (log $DIR/logs/$name.log)"
   done
+  if [ $# -gt 0 ] && [[ " $* " != *" deploy "* ]]; then return 0; fi
+  if pgrep -f "campaign.sh deploy_chain" > /dev/null; then echo "deploy chain: already running"; return 0; fi
+  setsid nohup bash "$REPO/scripts/campaign.sh" deploy_chain >> "$DIR/logs/deploy-chain.log" 2>&1 &
+  echo "deploy chain: started (log $DIR/logs/deploy-chain.log)"
 }
 
 stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
   local name alive
-  for line in "${GRIDS[@]}"; do  # the driver passes the signal on to its running jobs
+  for line in "${ALL_GRIDS[@]}"; do  # the driver passes the signal on to its running jobs
     name=${line%%|*}
     if running "$name"; then kill -TERM "$(cat "$DIR/logs/$name.pid")"; echo "$name: asked to stop"; fi
   done
@@ -108,14 +144,14 @@ stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3);
   # drivers' workers again until the drivers have exited (a checkpoint takes seconds)
   for _ in $(seq 90); do
     alive=0
-    for line in "${GRIDS[@]}"; do
+    for line in "${ALL_GRIDS[@]}"; do
       name=${line%%|*}
       if running "$name"; then alive=1; pkill -INT -P "$(cat "$DIR/logs/$name.pid")" || true; fi
     done
     [ "$alive" = 0 ] && { echo "all grids stopped"; return 0; }
     sleep 2
   done
-  for line in "${GRIDS[@]}"; do name=${line%%|*}; running "$name" && echo "$name: still running after 3 min"; done
+  for line in "${ALL_GRIDS[@]}"; do name=${line%%|*}; running "$name" && echo "$name: still running after 3 min"; done
   return 1
 }
 
@@ -164,7 +200,7 @@ posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, ru
         setup > /dev/null
       else
         want=$(sed -n 's/.*"code": "\([0-9a-f]*\)".*/\1/p' "$RUNS/$run/result.json")
-        for line in "${GRIDS[@]}"; do grid "$line"; [[ $commit == "$want"* ]] && break; done
+        for line in "${ALL_GRIDS[@]}"; do grid "$line"; [[ $commit == "$want"* ]] && break; done
         [[ $commit == "$want"* ]] || { echo "posthoc: no grid has code $want ($run)"; continue; }
       fi
       echo "posthoc $run (code $tag)"
