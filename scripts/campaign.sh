@@ -118,7 +118,7 @@ restore() {  # on a new machine: finished runs come back from the repository, so
 }
 
 start() {  # [NAME...]: only these grids ("deploy": the deployment chain); default all
-  mkdir -p "$RUNS"
+  mkdir -p "$RUNS" "$DIR/logs"
   restore
   for line in "${GRIDS[@]}"; do
     grid "$line"
