@@ -1,6 +1,7 @@
-"""The ``rl-swa`` command: ``rl-swa train|compare|evaluate|posthoc|ensemble|report|soak ...``.
+"""The ``rl-swa`` command: ``rl-swa train|compare|evaluate|posthoc|select|ensemble|report|soak ...``.
 
-Each command is a module of this package with a ``main()``; ``scripts/<command>.py`` runs the same.
+Each command is a module of this package with a ``main()``; ``scripts/<command>.py`` runs the same
+(``scripts/select_policy.py`` for ``select``, which would hide the standard library's module).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ COMMANDS = {
     "compare": "a grid of baseline and SWA pairs, then its report",
     "evaluate": "score a saved policy for N episodes",
     "posthoc": "choose the averaging window after training",
+    "select": "choose the policy to deploy from a finished run",
     "ensemble": "score the ensemble of a grid's averaged policies (MultiSWA)",
     "report": "statistics and the report of a grid",
     "soak": "kill and resume a short run at random moments",

@@ -57,33 +57,21 @@ def episode_returns(
     into different returns: scores compared with each other must be played the same way.
     ``on_step(k, obs)``: called at every step of episode ``k`` (index into ``seeds``) with the
     observation the action was taken on."""
-    from stable_baselines3.common.evaluation import evaluate_policy
-
     from agents.envs import make_env
+    from rl_swa.deploy import play_episodes  # the one code path that plays scored episodes
 
-    def returns(k0: int, first: int, n: int) -> list[float]:
-        env = make_env(cfg, env_id, n, first, training=False)  # SB3 resets env i with seed first + i
-        ended = []  # env index of each episode in the order SB3 records them (the order they end)
+    def make(n: int, first: int):
+        return make_env(cfg, env_id, n, first, training=False)  # SB3 resets env i with seed first + i
 
-        def hook(local: dict, _) -> None:  # SB3 passes its locals, for each env i still in its episode
-            i = local["i"]
-            if on_step is not None:
-                on_step(k0 + i, local["observations"][i].copy())
-            if local["done"] and (not local["is_monitor_wrapped"] or "episode" in local["info"]):
-                ended.append(i)
-
-        rewards, _ = evaluate_policy(
-            policy, env, n_eval_episodes=n, deterministic=deterministic, return_episode_rewards=True, warn=False, callback=hook
-        )
-        env.close()
-        by_env = dict(zip(ended, rewards, strict=True))
-        return [float(by_env[i]) for i in range(n)]
-
-    if not together:
-        return [returns(k, seed, 1)[0] for k, seed in enumerate(seeds)]
-    if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
-        raise ValueError(f"episode_returns: seeds={seeds!r} is not allowed with together=True; give consecutive seeds")
-    return returns(0, seeds[0], len(seeds))
+    if together:
+        if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
+            raise ValueError(f"episode_returns: seeds={seeds!r} is not allowed with together=True; give consecutive seeds")
+        return play_episodes(policy, make, seeds, deterministic, on_step)
+    out = []
+    for k, seed in enumerate(seeds):
+        hook = None if on_step is None else (lambda i, obs, k=k: on_step(k, obs))
+        out += play_episodes(policy, make, [seed], deterministic, hook)
+    return out
 
 
 def play(policy, cfg, env_id: str, seeds: list[int], deterministic: bool, together: bool = False) -> float:

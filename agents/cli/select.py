@@ -1,0 +1,182 @@
+"""Choose the policy to deploy from a finished run: race its candidates, confirm the leader.
+
+    rl-swa select runs/<experiment>/<env>/<variant>/seed<k> [--episodes 200] [--level 0.05] [--test-episodes 0]
+
+Candidates (those the run saved): the final online weights (the default), the best evaluated
+online weights (``best_policy.safetensors``: what SB3's ``EvalCallback`` keeps), the averages at the
+end (``swa_policy.safetensors``, ``average_<name>.safetensors``) and, with ``posthoc.pt``, the online
+weights at each saved point, the windows ending at the last point and post-hoc EMA profiles.
+The leader of a race on validation episodes replaces the online weights only when a one-sided
+paired test on fresh episodes finds it better at ``--level`` (``rl_swa.selection``).
+
+Writes into the run directory ``deployed_policy.safetensors`` (``rl_swa.SWAPolicy.load``),
+``deployed_model.zip`` (the run's SB3 model with the deployed weights: ``A2C.load`` / ``DDPG.load``;
+like any SB3 zip it does not carry ``VecNormalize`` statistics, the ``.safetensors`` file does) and
+``selection.json`` (every candidate's episodes and means, the decision, its test, wall time).
+``--test-episodes N`` also scores the deployed policy, the online weights, the best evaluated ones,
+the fixed-start average and the post-hoc choice of ``posthoc.json`` (if any) on N test episodes,
+seeded apart from every validation and training evaluation episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.cli._cli import guarded  # first: signals during start-up
+from agents.config import ConfigError, parse_config
+from agents.provenance import code_version, cpu_model
+from agents.rundir import read_yaml
+from rl_swa.files import atomic_write
+
+FILE_ERRORS = (ValueError, RuntimeError, EOFError, OSError, KeyError, pickle.UnpicklingError)
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="rl-swa select", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=200, help="validation budget over all candidates (default 200)")
+    p.add_argument("--level", type=float, default=0.05, help="deploy a candidate only if better than online at this level")
+    p.add_argument("--test-episodes", type=int, default=0, help="also score the alternatives on N test episodes")
+    args = p.parse_args()
+    from rl_swa.selection import MIN_PAIRS
+
+    if not 4 * MIN_PAIRS <= args.episodes <= 10**6:
+        raise ConfigError(f"--episodes: {args.episodes} is not allowed; use an int in [{4 * MIN_PAIRS}, 1000000]")
+    if not 0 < args.level < 0.5:
+        raise ConfigError(f"--level: {args.level} is not allowed; use a float in (0, 0.5), e.g. 0.05")
+    if not 0 <= args.test_episodes <= 10**5:
+        raise ConfigError(f"--test-episodes: {args.test_episodes} is not allowed; use an int in [0, 100000]")
+    return args
+
+
+def load_candidates(run: Path):
+    """(config, env id, candidates, online policy) of a finished run; a missing or damaged file is a ConfigError."""
+    from rl_swa import SWAPolicy
+    from rl_swa.deploy import posthoc_candidates
+    from rl_swa.selection import Candidate
+
+    for need in ("config.yaml", "policy.safetensors", "result.json"):
+        if not (run / need).is_file():
+            raise ConfigError(f"{run}: no {need} (a finished run directory of rl-swa train/compare is needed)")
+    meta = read_yaml(run / "config.yaml")
+    cfg = parse_config(meta["config"], str(run / "config.yaml"))
+    try:
+        online = SWAPolicy.load(run / "policy.safetensors", device="cpu")
+        candidates = [Candidate("online", "online", lambda: online)]
+        files = [
+            ("best evaluated", "best", run / "best_policy.safetensors"),
+            ("swa", "average", run / "swa_policy.safetensors"),
+        ]
+        files += [(f.stem.removeprefix("average_"), "average", f) for f in sorted(run.glob("average_*.safetensors"))]
+        for name, kind, path in files:
+            if path.is_file():
+                candidates.append(Candidate(name, kind, lambda path=path: SWAPolicy.load(path, device="cpu")))
+        points = []
+        if (run / "posthoc.pt").is_file():
+            saved = torch.load(run / "posthoc.pt", weights_only=True)  # tensors and plain data only: runs no code
+            if not isinstance(saved, dict) or not isinstance(saved.get("points"), list):
+                raise ValueError(f"{run / 'posthoc.pt'}: holds no saved points")
+            points = saved["points"]
+        candidates += posthoc_candidates(points, online)
+    except FILE_ERRORS as exc:
+        raise ConfigError(f"{run}: {exc}".replace("\n", " ")) from None
+    return cfg, meta["env"], candidates, online, points
+
+
+def _deployed_model(run: Path, cfg, policy) -> None:
+    """The run's SB3 model with the deployed weights, as an SB3 zip (loads with plain ``A2C.load``/``DDPG.load``)."""
+    from agents.builders import ALGORITHMS
+
+    model = ALGORITHMS[cfg.algo].load(run / "model.zip", device="cpu")  # the run's own file (SB3 unpickles it)
+    model.policy.load_state_dict(policy.policy.state_dict())
+    tmp = run / ".deployed_model.tmp.zip"
+    model.save(tmp)
+    tmp.replace(run / "deployed_model.zip")
+
+
+def _posthoc_choice(run: Path, points: list[dict], online):
+    """The candidate ``scripts/posthoc.py`` chose (exhaustive, 10 validation episodes), rebuilt, or None."""
+    from rl_swa.deploy import policy_with
+    from rl_swa.posthoc import synthesize_ema, window_average
+
+    if not (run / "posthoc.json").is_file() or not points:
+        return None
+    chosen = json.loads((run / "posthoc.json").read_text())["chosen"]
+    if chosen["kind"] == "ema":
+        return policy_with(online, synthesize_ema(points, chosen["sigma_rel"])[0])
+    by_step = {p["step"]: p for p in points}
+    earlier = None if chosen["from_step"] == 0 else by_step[chosen["from_step"]]
+    return policy_with(online, window_average(by_step[chosen["to_step"]], earlier))
+
+
+@guarded
+def main() -> int:
+    args = _args()
+    torch.set_num_threads(1)
+    run = Path(args.run_dir)
+    cfg, env_id, candidates, online, points = load_candidates(run)
+    from agents.envs import make_env
+    from rl_swa.deploy import play_episodes, run_selection
+    from rl_swa.selection import episode_seeds
+
+    def make(n: int, seed: int):
+        return make_env(cfg, env_id, n, seed, training=False)
+
+    det, base = cfg.eval.deterministic, cfg.eval.seed
+    policy, result = run_selection(candidates, make, args.episodes, args.level, det, base)
+    policy.save(run / "deployed_policy.safetensors")
+    _deployed_model(run, cfg, policy)
+    train = json.loads((run / "result.json").read_text())
+    out = {
+        "run": str(run),
+        "env": env_id,
+        **result,
+        "train_wall_s": train.get("wall_s"),
+        "code": code_version(),
+        "cpu": cpu_model(),
+    }
+    if args.test_episodes:
+        t0 = time.time()
+        seeds = episode_seeds("test", base, args.test_episodes)
+        named = {"deployed": policy, "online": online}
+        for c in candidates:
+            if c.kind == "best" or c.name == "swa":
+                named["best evaluated" if c.kind == "best" else "fixed-start average"] = c.make()
+        posthoc = _posthoc_choice(run, points, online)
+        if posthoc is not None:
+            named["posthoc choice"] = posthoc
+        returns = {name: play_episodes(p, make, seeds, det) for name, p in named.items()}
+        out["test"] = {
+            "seeds": [seeds[0], seeds[-1]],
+            "means": {k: float(np.mean(v)) for k, v in returns.items()},
+            "returns": returns,
+            "wall_s": round(time.time() - t0, 1),
+        }
+    atomic_write(run / "selection.json", json.dumps(out, indent=1))
+    c = result["confirmation"]
+    why = (
+        "the race's leader is the online policy"
+        if c is None
+        else (
+            f"leader {c['leader']}: {c['mean_difference']:+.3g} over online on {c['pairs']} paired episodes, "
+            f"lower bound {c['lower_bound']:+.3g}, p {c['p_value']:.3g} (level {args.level})"
+        )
+    )
+    print(
+        f"deployed: {result['deployed']} ({why}); {result['episodes']} episodes, {result['wall_s']} s; "
+        f"{run / 'selection.json'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The policy to deploy: the candidates of one training run, played on seeded episodes, and the choice.
+
+After ``model.learn(..., callback=swa)``::
+
+    policy, table = select_policy(swa, "CartPole-v1", episodes=200)
+    policy.predict(obs)
+
+:func:`candidates_of` lists what the callback holds: the final online weights (the default), the
+best evaluated online weights (what SB3's ``EvalCallback`` keeps), every average at the end and,
+with ``posthoc_points``, the online weights at each saved point, the windows of the running
+average that end at the last point and post-hoc EMA profiles. :func:`rl_swa.selection.choose`
+races them and deploys the leader only when it beats the default on fresh episodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+from rl_swa.policy import SWAPolicy, copy_policy
+from rl_swa.posthoc import normalizer_of, synthesize_ema, window_average
+from rl_swa.selection import Candidate, check_settings, choose
+
+# Post-hoc EMA widths tried by default: Karras et al.'s range, as scripts/posthoc.py tries.
+SIGMA_RELS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25)
+MakeEnv = Callable[[int, int], VecEnv]  # (number of envs, seed of env 0) -> VecEnv; env i is seeded seed + i
+
+
+def env_maker(env: str | MakeEnv) -> MakeEnv:
+    """``make(n, seed)`` for an env id (``make_vec_env``) or a function of that form."""
+    if isinstance(env, str):
+        return lambda n, seed: make_vec_env(env, n_envs=n, seed=seed)
+    if callable(env):
+        return env
+    raise ValueError(f"env={env!r} is not allowed; use an env id or a function (n_envs, seed) -> VecEnv")
+
+
+def play_episodes(policy, make_env: MakeEnv, seeds: Sequence[int], deterministic: bool = True, on_step=None) -> list[float]:
+    """The return of one episode per seed, all in one VecEnv (env ``i`` reset with ``seeds[i]``;
+    the seeds must be consecutive), one batched forward pass per step. Returns in seed order.
+
+    ``on_step(k, obs)``: called at each step of episode ``k`` with the observation acted on.
+    A batched forward pass rounds differently from a one-row one (last bit), which a chaotic env
+    (MuJoCo) turns into different returns: scores compared with each other are played the same way."""
+    seeds = list(seeds)
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ValueError(f"play_episodes: seeds={seeds!r} are not consecutive")
+    env = make_env(len(seeds), seeds[0])
+    ended = []  # env index of each episode in the order SB3 records them (the order they end)
+
+    def hook(local: dict, _) -> None:  # SB3 passes its locals, for each env i still in its episode
+        i = local["i"]
+        if on_step is not None:
+            on_step(i, local["observations"][i].copy())
+        if local["done"] and (not local["is_monitor_wrapped"] or "episode" in local["info"]):
+            ended.append(i)
+
+    try:
+        rewards, _ = evaluate_policy(
+            policy,
+            env,
+            n_eval_episodes=len(seeds),
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            warn=False,
+            callback=hook,
+        )
+    finally:
+        env.close()
+    by_env = dict(zip(ended, rewards, strict=True))
+    return [float(by_env[i]) for i in range(len(seeds))]
+
+
+def policy_with(template: SWAPolicy, weights: dict, obs_normalizer: Any = "keep", metadata: dict | None = None) -> SWAPolicy:
+    """A policy of ``template``'s class with ``weights`` written over its own (and the template's
+    observation normalization unless another is given)."""
+    policy = copy_policy(template.policy)
+    state = policy.state_dict()
+    state.update(weights)
+    policy.load_state_dict(state)
+    normalizer = template.obs_normalizer if obs_normalizer == "keep" else obs_normalizer
+    return SWAPolicy(policy, {**template.metadata, **(metadata or {})}, normalizer)
+
+
+def posthoc_candidates(points: list[dict], template: SWAPolicy, sigma_rels: Sequence[float] = SIGMA_RELS) -> list[Candidate]:
+    """From a :class:`~rl_swa.PosthocRecorder`'s saved points: the online weights at each point (with
+    the observation statistics of that time), the windows of the running equal average that end
+    at the last point, and post-hoc EMA profiles at the last point."""
+    out = []
+    if not points:
+        return out
+    last = points[-1]
+    for p in points:
+        if "online" in p and p is not last:  # the last point's online weights are the final ones
+            out.append(
+                Candidate(
+                    f"online@{p['step']}",
+                    "online_point",
+                    lambda p=p: policy_with(template, p["online"], normalizer_of(p.get("obs_normalizer"))),
+                    {"step": p["step"]},
+                )
+            )
+    for a in [None, *points[:-1]]:
+        start = 0 if a is None else a["step"]
+        if a is None or last["n"] > a["n"]:
+            out.append(
+                Candidate(
+                    f"window {start}-{last['step']}",
+                    "window",
+                    lambda a=a: policy_with(template, window_average(last, a)),
+                    {"from_step": start, "to_step": last["step"]},
+                )
+            )
+    if any(p.get("power") for p in points):
+        for sigma in sigma_rels:
+            out.append(
+                Candidate(
+                    f"ema sigma_rel={sigma}",
+                    "ema",
+                    lambda s=sigma: policy_with(template, synthesize_ema(points, s)[0]),
+                    {"sigma_rel": sigma},
+                )
+            )
+    return out
+
+
+def candidates_of(swa, sigma_rels: Sequence[float] = SIGMA_RELS) -> list[Candidate]:
+    """Every candidate a trained :class:`~rl_swa.SWACallback` holds; the first is the default (the final online weights)."""
+    from rl_swa.evaluation import SWAEvaluation
+    from rl_swa.normalization import ObsNormalizer
+
+    model = swa.model
+    meta = {"algorithm": type(model).__name__, "num_timesteps": int(model.num_timesteps), "weights": "online"}
+    online = SWAPolicy(copy_policy(model.policy), meta, ObsNormalizer.from_env(model.get_env()))
+    out = [Candidate("online", "online", lambda: online)]
+    evaluation = swa.component(SWAEvaluation)
+    if evaluation is not None and evaluation.best is not None:
+        out.append(Candidate("best evaluated", "best", evaluation.best_policy, {"step": evaluation.best["step"]}))
+    if swa.has_snapshot:
+        out.append(Candidate("swa", "average", lambda: swa.policy))
+    for name, average in swa.extra.items():
+        if average.n_updates and average.n_averaged:
+            out.append(Candidate(name, "average", lambda name=name: swa.policy_of(name)))
+    return out + posthoc_candidates(swa.posthoc, online, sigma_rels)
+
+
+def run_selection(
+    candidates: Sequence[Candidate],
+    make_env: MakeEnv,
+    episodes: int = 200,
+    level: float = 0.05,
+    deterministic: bool = True,
+    base_seed: int = 0,
+) -> tuple[SWAPolicy, dict[str, Any]]:
+    """Race ``candidates`` (the first is the default) on validation episodes; the deployed policy and the result."""
+    episodes, level = check_settings(episodes, level)
+    built: dict[int, Any] = {}
+
+    def play(i: int, seeds: list[int]) -> list[float]:
+        if i not in built:
+            built[i] = candidates[i].make()
+        return play_episodes(built[i], make_env, seeds, deterministic)
+
+    t0 = time.time()
+    result = choose(play, [c.name for c in candidates], 0, episodes, level, base_seed)
+    result["wall_s"] = round(time.time() - t0, 1)
+    for row, c in zip(result["candidates"], candidates):
+        row["kind"] = c.kind
+        row.update(c.info)
+    chosen = candidates[result["deployed_index"]]
+    policy = built.get(result["deployed_index"]) or chosen.make()
+    if isinstance(policy, SWAPolicy):
+        policy.metadata = {**policy.metadata, "deployed": chosen.name}
+    return policy, result
+
+
+def select_policy(
+    swa,
+    env: str | MakeEnv,
+    episodes: int = 200,
+    level: float = 0.05,
+    deterministic: bool = True,
+    seed: int = 0,
+    sigma_rels: Sequence[float] = SIGMA_RELS,
+) -> tuple[SWAPolicy, list[dict[str, Any]]]:
+    """The policy to deploy from a trained ``SWACallback``, and the table of what was tried.
+
+    :param env: an env id, or ``make(n_envs, seed) -> VecEnv`` (raw observations: the candidates
+        carry their own observation normalization).
+    :param episodes: the validation budget over all candidates (half races them, half confirms the leader).
+    :param level: a candidate replaces the final online weights only when a one-sided paired test on
+        fresh episodes finds it better at this level.
+    :param seed: validation episodes are seeded ``seed + 1_000_000 + i``.
+    :return: the deployed :class:`SWAPolicy` (its ``metadata["selection"]``: the leader, the
+        confirmation's paired test, the episodes spent) and one row per candidate (name, kind,
+        episodes and mean in the race and in the confirmation, the round it left the race, decision).
+    """
+    if getattr(swa, "model", None) is None or swa.model.num_timesteps == 0:
+        raise RuntimeError("select_policy: train first (model.learn(..., callback=swa)), then select")
+    policy, result = run_selection(candidates_of(swa, sigma_rels), env_maker(env), episodes, level, deterministic, seed)
+    table = result.pop("candidates")
+    for row in table:
+        row["decision"] = "deployed" if row["name"] == result["deployed"] else ""
+    policy.metadata["selection"] = {k: result[k] for k in ("deployed", "leader", "level", "episodes", "confirmation")}
+    return policy, table

@@ -1,0 +1,150 @@
+"""Choosing the weights to deploy after training: a race on validation episodes, then a paired test.
+
+Candidates are any policies of one run (the final online weights, the best evaluated ones, the
+averages, post-hoc windows and EMA profiles, the online weights at saved points). :func:`choose`
+spends an episode budget in two parts:
+
+1. **Race** (successive halving, Karnin et al. 2013): every surviving candidate plays the same new
+   episode seeds each round; the better half by mean return over all its episodes goes on, until
+   one is left: the *leader*.
+2. **Confirmation**: the leader and the *default* (the final online weights) play the same fresh
+   episodes, never seen by the race; the leader is deployed only when a one-sided paired t-test
+   finds it better at ``level``. Otherwise the default is deployed.
+
+The race's winner is biased upward (the maximum of noisy means); the confirmation's episodes are
+not, so the chance of deploying a candidate that is no better than the default stays at about
+``level`` however many candidates raced (tests/test_selection.py checks it on known distributions,
+and that picking the best validation mean does not hold it).
+
+Episode seeds: validation episodes are ``base + 1_000_000 + i``, test episodes (for reporting,
+never for choosing) ``base + 2_000_000 + i``; an evaluation during training reseeds with ``base``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+VALIDATION_OFFSET = 1_000_000
+TEST_OFFSET = 2_000_000
+MIN_PAIRS = 5  # a paired t-test on fewer episodes says little
+
+
+def episode_seeds(split: str, base: int, n: int, start: int = 0) -> list[int]:
+    """Seeds of ``n`` episodes of ``split`` (``"validation"`` or ``"test"``), from the ``start``-th on."""
+    offsets = {"validation": VALIDATION_OFFSET, "test": TEST_OFFSET}
+    if split not in offsets:
+        raise ValueError(f"split={split!r} is not supported; allowed: {', '.join(offsets)}")
+    return [base + offsets[split] + start + i for i in range(n)]
+
+
+def check_settings(episodes: int, level: float) -> tuple[int, float]:
+    """The budget and level, validated (errors name the field and what is allowed)."""
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or not 4 * MIN_PAIRS <= episodes <= 10**6:
+        raise ValueError(f"episodes={episodes!r} is not allowed; it must be an int in [{4 * MIN_PAIRS}, 1000000]")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 0.5:
+        raise ValueError(f"level={level!r} is not allowed; it must be a float in (0, 0.5), e.g. 0.05")
+    return int(episodes), float(level)
+
+
+@dataclass
+class Candidate:
+    """A policy that may be deployed: ``make()`` builds it (on demand: a run has dozens)."""
+
+    name: str
+    kind: str  # online | best | average | window | ema | online_point
+    make: Callable[[], Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def paired_test(leader: Sequence[float], default: Sequence[float], level: float) -> dict[str, float | bool]:
+    """One-sided paired t-test of ``leader > default`` on the same episodes: the mean difference,
+    its lower confidence bound at ``1 - level``, the p-value and whether the leader is better."""
+    d = np.asarray(leader, dtype=float) - np.asarray(default, dtype=float)
+    mean, n = float(d.mean()), len(d)
+    sd = float(d.std(ddof=1)) if n > 1 else 0.0
+    if sd == 0.0:  # every episode gave the same difference: no noise to test against
+        p, lower = (0.0, mean) if mean > 0 else (1.0, mean)
+    else:
+        p = float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+        lower = mean - float(stats.t.ppf(1 - level, n - 1)) * sd / math.sqrt(n)
+    return {"pairs": n, "mean_difference": mean, "lower_bound": lower, "p_value": p, "better": bool(p < level)}
+
+
+def choose(
+    play: Callable[[int, list[int]], Sequence[float]],
+    names: Sequence[str],
+    default: int = 0,
+    episodes: int = 200,
+    level: float = 0.05,
+    base_seed: int = 0,
+    confirm_share: float = 0.5,
+) -> dict[str, Any]:
+    """Race the candidates ``0..len(names)-1`` and confirm the leader against ``default``.
+
+    :param play: ``play(i, seeds)`` -> the returns of candidate ``i``, one episode per seed (the
+        seeds are consecutive; every candidate gets the same ones within a round).
+    :param episodes: the validation budget, in episodes over all candidates; ``confirm_share`` of it
+        goes to the confirmation (half to the leader, half to the default), the rest to the race.
+    :param level: the chance of deploying a candidate no better than the default, at most.
+    :return: ``{"deployed", "leader", "confirmation", "episodes", "candidates": [{name, episodes, mean, ...}]}``.
+    """
+    episodes, level = check_settings(episodes, level)
+    n = len(names)
+    if n < 1 or not 0 <= default < n:
+        raise ValueError(f"default={default!r} is not allowed; it must index one of the {n} candidates")
+    pairs = max(MIN_PAIRS, int(episodes * confirm_share) // 2)
+    race_budget = max(episodes - 2 * pairs, 0)
+    seeds = itertools.count(episode_seeds("validation", base_seed, 1)[0])
+    returns: dict[int, list[float]] = {i: [] for i in range(n)}
+    alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
+    rounds = math.ceil(math.log2(n)) if n > 1 else 0
+    eliminated_in: dict[int, int] = {}
+    for r in range(rounds):
+        k = max(1, race_budget // (rounds * len(alive)))
+        batch = [next(seeds) for _ in range(k)]
+        for i in alive:
+            returns[i] += [float(x) for x in play(i, batch)]
+        alive.sort(key=lambda i: -float(np.mean(returns[i])))
+        for i in alive[math.ceil(len(alive) / 2) :]:
+            eliminated_in[i] = r + 1
+        alive = alive[: math.ceil(len(alive) / 2)]
+    leader = alive[0]
+    confirmation = None
+    deployed = default
+    if leader != default:
+        batch = [next(seeds) for _ in range(pairs)]
+        a = [float(x) for x in play(leader, batch)]
+        b = [float(x) for x in play(default, batch)]
+        confirmation = {"leader": names[leader], "leader_mean": float(np.mean(a)), "default_mean": float(np.mean(b))}
+        confirmation |= paired_test(a, b, level)
+        deployed = leader if confirmation["better"] else default
+        extra = {leader: a, default: b}
+    else:
+        extra = {}
+    table = []
+    for i, name in enumerate(names):
+        row = {"name": name, "race_episodes": len(returns[i]), "race_mean": float(np.mean(returns[i])) if returns[i] else None}
+        row["eliminated_in_round"] = eliminated_in.get(i)
+        if i in extra:
+            row["confirmation_episodes"], row["confirmation_mean"] = len(extra[i]), float(np.mean(extra[i]))
+        table.append(row)
+    spent = sum(len(v) for v in returns.values()) + sum(len(v) for v in extra.values())
+    return {
+        "deployed": names[deployed],
+        "deployed_index": deployed,
+        "default": names[default],
+        "leader": names[leader],
+        "level": level,
+        "budget": episodes,
+        "episodes": spent,
+        "rounds": rounds,
+        "confirmation": confirmation,
+        "candidates": table,
+    }

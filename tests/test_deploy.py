@@ -1,0 +1,112 @@
+"""The deployed policy: the library call after plain SB3 training, and `rl-swa select` on a run directory."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C
+
+from rl_swa import SWACallback, SWAPolicy
+from rl_swa.deploy import play_episodes, run_selection, select_policy
+from rl_swa.selection import Candidate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Heuristic:
+    """CartPole: push towards the side the pole leans to (about 40 steps); ``bad``: always push left (about 9)."""
+
+    def __init__(self, bad=False):
+        self.bad = bad
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        action = np.zeros(len(obs), dtype=int) if self.bad else (obs[:, 2] > 0).astype(int)
+        return action, None
+
+
+def make(n, seed):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env("CartPole-v1", n_envs=n, seed=seed)
+
+
+def test_a_clearly_better_candidate_replaces_the_default_and_a_worse_one_never_does():
+    better = [Candidate("online", "online", lambda: Heuristic(bad=True)), Candidate("good", "average", Heuristic)]
+    policy, result = run_selection(better, make, episodes=40)
+    assert result["deployed"] == "good" and result["confirmation"]["better"] and isinstance(policy, Heuristic)
+    worse = [Candidate("online", "online", Heuristic), Candidate("bad", "average", lambda: Heuristic(bad=True))]
+    _, result = run_selection(worse, make, episodes=40)
+    assert result["deployed"] == "online" and result["confirmation"] is None  # the race already drops it
+
+
+def test_episodes_are_played_from_their_own_seeds():
+    together = play_episodes(Heuristic(), make, [5, 6, 7])
+    alone = [play_episodes(Heuristic(), make, [s])[0] for s in (5, 6, 7)]
+    assert together == alone and len(set(together)) > 1
+    with pytest.raises(ValueError, match="consecutive"):
+        play_episodes(Heuristic(), make, [1, 3])
+
+
+def test_select_policy_after_plain_sb3_training(tmp_path):
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
+    swa = SWACallback(
+        start=0.5, eval_env="CartPole-v1", eval_freq=1000, n_eval_episodes=2, posthoc_points=3, averages=["swa@0.9"]
+    )
+    with pytest.raises(RuntimeError, match="train first"):
+        select_policy(swa, "CartPole-v1", episodes=40)
+    model.learn(3000, callback=swa)
+    policy, table = select_policy(swa, "CartPole-v1", episodes=40)
+    kinds = {row["kind"] for row in table}
+    assert kinds == {"online", "best", "average", "online_point", "window", "ema"}
+    assert table[0]["name"] == "online" and sum(row["decision"] == "deployed" for row in table) == 1
+    assert policy.metadata["selection"]["episodes"] == sum(
+        row["race_episodes"] + row.get("confirmation_episodes", 0) for row in table
+    )
+    SWAPolicy.load(policy.save(tmp_path / "deployed")).predict(np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="episodes="):
+        select_policy(swa, "CartPole-v1", episodes=3)
+
+
+def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+    train = run(
+        ROOT / "scripts/train.py",
+        ROOT / "configs/classic/cartpole_a2c.yaml",
+        "--budget",
+        "smoke",
+        "--out",
+        tmp_path,
+        "--no-progress",
+        "--variant",
+        "baseline",
+        "--set",
+        "swa.posthoc_points=3",
+        "--set",
+        "swa.averages=[swa@0.9]",
+    )
+    assert train.returncode == 0, train.stderr
+    rundir = tmp_path / "classic_cartpole_a2c/CartPole-v1/baseline/seed0"
+    proc = run(ROOT / "scripts/select_policy.py", rundir, "--episodes", "40", "--test-episodes", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("deployed: ")
+    selection = json.loads((rundir / "selection.json").read_text())
+    assert {"online", "best evaluated", "swa", "swa_0.9"} <= {row["name"] for row in selection["candidates"]}
+    assert {"deployed", "online", "best evaluated", "fixed-start average"} <= set(selection["test"]["means"])
+    deployed = SWAPolicy.load(rundir / "deployed_policy.safetensors", device="cpu")
+    assert deployed.metadata["deployed"] == selection["deployed"]
+    model = A2C.load(rundir / "deployed_model.zip", device="cpu")
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], deployed.predict(obs, deterministic=True)[0])
+    for k, v in deployed.policy.state_dict().items():
+        torch.testing.assert_close(model.policy.state_dict()[k], v, rtol=0, atol=0)
+    for bad, field in ((["--episodes", "3"], "--episodes"), (["--level", "0.9"], "--level")):
+        proc = run(ROOT / "scripts/select_policy.py", rundir, *bad)
+        assert proc.returncode == 2 and field in proc.stderr and "Traceback" not in proc.stderr
+    missing = run(ROOT / "scripts/select_policy.py", tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
