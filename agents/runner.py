@@ -53,20 +53,32 @@ def run_dir(root: str | Path, cfg: ExperimentConfig, env_id: str, variant: str, 
 def locked(path: Path):
     """Hold an exclusive lock on the run directory ``path`` (a hidden sibling file, so that
     ``--overwrite`` can hold it while it replaces the directory). The OS releases it when the
-    process ends, however it ends."""
+    process ends, however it ends. The lock file holds the holder's pid, named in a refusal."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise ConfigError(
-            f"{path} is in use by another process (a run or grid writing it); wait for it to end or stop it"
-        ) from None
+        raise ConfigError(f"{path} is in use by {_process(holder)}; wait for it to end or stop it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield
     finally:
         os.close(fd)
+
+
+def _process(pid: str) -> str:
+    """``process PID (its command)`` for the pid a lock file holds, as far as /proc tells."""
+    if not pid.isdigit():
+        return "another process (a run or grid writing it)"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    return f"process {pid}" + (f" ({command[:120]})" if command else "")
 
 
 def _prepare_dir(path: Path, overwrite: bool) -> None:

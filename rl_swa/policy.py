@@ -101,12 +101,14 @@ class SWAPolicy:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Write one ``.safetensors`` file, atomically: the weights, and in its header the policy class
-        (import path), its constructor arguments (plain data) and the metadata, as JSON. Returns the path."""
+        (import path), its constructor arguments (plain data) and the metadata, as JSON. Returns the path:
+        ``path`` with ``.safetensors`` appended when it lacks it (``load`` takes the same argument back);
+        another model format's suffix (``.zip``, ``.pt``, ...) is refused."""
         return write_policy_file(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "auto", allow: Iterable[str] = ()) -> SWAPolicy:
-        """Load a file written by :meth:`save`. Nothing is unpickled: the policy class must come from
+        """Load a file written by :meth:`save` (the path given to ``save`` or the one it returned). Nothing is unpickled: the policy class must come from
         SB3, sb3-contrib, rl_swa (or a module named in ``allow``). A damaged or foreign file raises
         ``ValueError`` naming it."""
         policy, _, _ = read_policy_file(path, device, allow=allow)
@@ -121,13 +123,25 @@ def copy_policy(live: BasePolicy) -> BasePolicy:
     return policy
 
 
+FOREIGN_SUFFIXES = (".zip", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".npz", ".json")
+
+
+def policy_path(path: str | os.PathLike) -> Path:
+    """Where :meth:`SWAPolicy.save` writes for ``path``: ``.safetensors`` appended when it lacks it
+    (as SB3's ``save("x")`` writes ``x.zip``); another model format's suffix is refused."""
+    path = Path(path)
+    if path.suffix == SUFFIX:
+        return path
+    if path.suffix.lower() in FOREIGN_SUFFIXES:
+        raise ValueError(f"{path}: an SWAPolicy file is a {SUFFIX} file, not {path.suffix}; name it {path.stem}{SUFFIX}")
+    return path.with_name(path.name + SUFFIX)
+
+
 def write_policy_file(
     swa_policy: SWAPolicy, path: str | os.PathLike, extra: dict[str, torch.Tensor] | None = None, header: dict | None = None
 ) -> Path:
     """The file of :meth:`SWAPolicy.save`, with ``extra`` tensors and ``header`` entries (e.g. SWAG's statistics)."""
-    path = Path(path)
-    if path.suffix != SUFFIX:
-        path = path.with_name(path.name + SUFFIX)
+    path = policy_path(path)
     policy = swa_policy.policy
     kwargs = {k: v for k, v in policy._get_constructor_parameters().items() if k not in NOT_SAVED}
     head = {
@@ -152,6 +166,8 @@ def read_policy_file(
 ) -> tuple[SWAPolicy, dict[str, str], dict[str, torch.Tensor]]:
     """(the policy, the file's header, the tensors whose names start with ``prefix``) of a policy file."""
     path = Path(path)
+    if not path.is_file() and path.suffix != SUFFIX and path.with_name(path.name + SUFFIX).is_file():
+        path = path.with_name(path.name + SUFFIX)  # what save(path) wrote
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such SWAPolicy file")
     try:

@@ -163,3 +163,39 @@ def test_train_script_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and len(err.splitlines()) == 1 and "swa.start" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "command, argv, field",
+    [
+        ("train", ["CONFIG", "--seed", "99999999999999999999", "--budget", "smoke"], "--seed"),
+        ("train", ["CONFIG", "--threads", "0"], "--threads"),
+        ("soak", ["--kills", "-1"], "--kills"),
+        ("compare", ["CONFIG", "--seeds", "0"], "--seeds"),
+        ("compare", ["CONFIG", "--jobs", "-2"], "--jobs"),
+        ("compare", ["CONFIG", "--reps", "0"], "--reps"),
+        ("evaluate", ["x.safetensors", "--episodes", "1e9"], "--episodes"),
+        ("evaluate", ["x.safetensors", "--seed", "-1"], "--seed"),
+        ("posthoc", ["RUN", "--val-episodes", "0"], "--val-episodes"),
+        ("select", ["RUN", "--episodes", "5"], "--episodes"),
+        ("select", ["RUN", "--test-episodes", "-3"], "--test-episodes"),
+        ("ensemble", ["RUN", "--test-episodes", "0"], "--test-episodes"),
+        ("report", ["RUN", "--last-k", "0"], "--last-k"),
+    ],
+)
+def test_every_integer_argument_names_its_range_in_one_line(command, argv, field, capsys, tmp_path):
+    import importlib
+
+    main = importlib.import_module(f"agents.cli.{command}").main
+    config = str(Path(__file__).resolve().parent.parent / "configs/classic/cartpole_a2c.yaml")
+    old = sys.argv
+    sys.argv = [command, *(config if a == "CONFIG" else str(tmp_path) if a == "RUN" else a for a in argv)]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = old
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and err.startswith(f"error: argument {field}") and "use an int in [" in err, err
+    assert not any(tmp_path.iterdir())

@@ -796,3 +796,18 @@ def test_evaluation_keeps_the_best_online_policy_by_evalcallbacks_rule():
     other.init_callback(model)
     other.load_state_dict(swa.state_dict())
     assert other.component(SWAEvaluation).best["step"] == evaluation.best["step"]
+
+
+def test_save_then_load_with_the_same_argument(tmp_path):
+    """SB3 users write model.save("x") then A2C.load("x"): the policy file round-trips the same way."""
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    swa = SWACallback(start=0.5)
+    model.learn(200, callback=swa)
+    written = swa.policy.save(tmp_path / "cartpole_swa")
+    assert written == tmp_path / "cartpole_swa.safetensors"
+    loaded = SWAPolicy.load(tmp_path / "cartpole_swa")
+    obs = np.zeros((3, 4), dtype=np.float32)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], swa.policy.predict(obs, deterministic=True)[0])
+    with pytest.raises(ValueError, match=r"not \.zip; name it x\.safetensors"):
+        swa.policy.save(tmp_path / "x.zip")
+    assert not list(tmp_path.glob("x.zip*"))

@@ -306,7 +306,7 @@ def test_a_live_run_directory_is_locked(tmp_path):
                 else [sys.executable, str(ROOT / "scripts/train.py"), "--resume", str(run)]
             )
             other = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            assert other.returncode == 2 and "in use by another process" in other.stderr, other.stderr
+            assert other.returncode == 2 and f"in use by process {proc.pid} (" in other.stderr, other.stderr
             assert other.stderr.count("\n") == 1
         assert proc.poll() is None and (run / "config.yaml").is_file()  # the live run goes on, its directory intact
     finally:

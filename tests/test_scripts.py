@@ -437,3 +437,20 @@ def test_act_avg_and_reset_avg_arms_fork_from_the_same_prefix_and_reach_the_repo
         assert arm in report, arm
     bad = script("compare.py", CARTPOLE, "--budget", "smoke", "--out", tmp_path / "x", "--set", "swa.act_with=ema_0.5")
     assert bad.returncode == 2 and "swa.act_with" in bad.stderr
+
+
+def test_an_expected_refusal_of_a_run_is_one_line_in_the_grid():
+    """A run refused for an expected reason (its directory in use by another grid) is one 'failed'
+    line naming the holder, no traceback; an unexpected error keeps its traceback."""
+    from agents.cli.compare import _outcome
+    from agents.config import ConfigError
+
+    def refused():
+        raise ConfigError("runs/x/seed0 is in use by process 123 (python compare.py ...); wait for it to end or stop it")
+
+    def broken():
+        raise KeyError("bug")
+
+    status, message = _outcome(refused)
+    assert status == "failed" and "\n" not in message and "process 123" in message
+    assert "Traceback" in _outcome(broken)[1]

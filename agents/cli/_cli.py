@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import signal
 import sys
@@ -20,6 +21,35 @@ signal.signal(signal.SIGTERM, _stopped_early)
 
 
 from agents.config import ConfigError  # noqa: E402  (after the handlers: its imports take time)
+
+SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seeds
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit code 2, as every other bad input's."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def int_in(lo: int, hi: int):
+    """An argparse ``type``: an int in ``[lo, hi]``; the error names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an int in [{lo}, {hi}]") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; use an int in [{lo}, {hi}]")
+        return value
+
+    return parse
 
 
 def command_line() -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents import progress
-from agents.cli._cli import command_line, guarded  # first: signals during start-up
+from agents.cli._cli import Parser, command_line, guarded, int_in  # first: signals during start-up
 from agents.config import ConfigError, load_config
 
 
@@ -79,6 +79,8 @@ def _outcome(fn: Callable, *args) -> tuple[str, str]:
         return "interrupted", str(exc)
     except (Diverged, Divergence) as exc:
         return "diverged", str(exc)
+    except ConfigError as exc:  # an expected condition (a run directory in use, a bad file): its one line
+        return "failed", str(exc).replace("\n", " ")
     except Exception as exc:  # any failure of one run is reported; the grid goes on
         return "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     return "done", ""
@@ -258,16 +260,16 @@ def _connect_ray(address: str | None, jobs: int):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("config")
     p.add_argument("--budget", default="short")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int_in(1, 10_000), default=5, help="seeds 0..N-1")
     p.add_argument("--envs", nargs="*", default=None, help="subset of the config's envs")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs (one torch thread each)")
+    p.add_argument("--jobs", type=int_in(1, 1024), default=os.cpu_count() or 1, help="parallel runs (one torch thread each)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="runs")
     p.add_argument("--no-fork", action="store_true", help="train both arms from scratch")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples in the report")
+    p.add_argument("--reps", type=int_in(1, 10**7), default=2000, help="bootstrap resamples in the report")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster to join ('auto', 'ray://host:port'); default: a local Ray")
     p.add_argument(
@@ -277,7 +279,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="in a log: print where the grid is (runs done / running / queued, steps, time left) this often",
     )
-    p.add_argument("--retries", type=int, default=2, help="Ray: retries of a failed or preempted run (each resumes)")
+    p.add_argument(
+        "--retries", type=int_in(0, 100), default=2, help="Ray: retries of a failed or preempted run (each resumes)"
+    )
     return p
 
 

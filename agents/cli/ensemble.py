@@ -12,13 +12,12 @@ each seed's SWAG policy and MultiSWAG (every seed's drawn policies as one ensemb
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from agents.cli._cli import guarded  # first: signals during start-up
+from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
 from agents.config import ConfigError, parse_config
 from agents.rundir import read_yaml
 from rl_swa.files import atomic_write
@@ -74,11 +73,11 @@ def _swag_scores(runs: list[Path], cfg, env_id: str, seeds: list[int], det: bool
 
 @guarded
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("experiment_dir")
     p.add_argument("--env", required=True)
     p.add_argument("--variant", default="baseline")
-    p.add_argument("--test-episodes", type=int, default=10)
+    p.add_argument("--test-episodes", type=int_in(1, 10**5), default=10)
     args = p.parse_args()
     if args.test_episodes < 1:
         raise ConfigError(f"--test-episodes: {args.test_episodes} is not allowed; use an int >= 1")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.cli._cli import guarded  # first: signals during start-up
+from agents.cli._cli import SEED_MAX, Parser, guarded, int_in  # first: signals during start-up
 from agents.config import ConfigError, load_config
 
 
@@ -76,14 +76,14 @@ def _env_for(agent, env_id: str, args: argparse.Namespace):
 
 @guarded
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("path", help="swa_policy.safetensors / policy.safetensors, or an SB3 model.zip with --trusted")
     p.add_argument("--trusted", action="store_true", help="allow an SB3 model zip (loading it unpickles: files you made only)")
     p.add_argument("--algo", default=None, help="for SB3 model files: a2c or ddpg")
     p.add_argument("--env", default=None, help="env id (default: the one recorded in the SWAPolicy)")
     p.add_argument("--config", default=None, help="build the env with this config's wrappers")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--episodes", type=int_in(1, 10**5), default=10)
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=10_000)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic ones")
     p.add_argument("--video", default=None, metavar="DIR", help="record videos of the episodes here")
     args = p.parse_args()

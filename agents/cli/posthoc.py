@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.cli._cli import guarded  # first: signals during start-up
+from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
 from agents.config import ConfigError, parse_config
 from agents.provenance import code_version, cpu_model
 from agents.rundir import read_yaml
@@ -145,10 +145,10 @@ def _load_run(run: Path):
 
 
 def _args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("run_dir")
-    p.add_argument("--val-episodes", type=int, default=10)
-    p.add_argument("--test-episodes", type=int, default=10)
+    p.add_argument("--val-episodes", type=int_in(1, 10**5), default=10)
+    p.add_argument("--test-episodes", type=int_in(1, 10**5), default=10)
     p.add_argument(
         "--together",
         action="store_true",

@@ -20,7 +20,6 @@ report names both). The estimators are in ``agents/stats.py``, the reference sco
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.cli._cli import guarded  # first: signals during start-up
+from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
 from agents.config import VARIANTS, ConfigError
 from agents.references import (
     ATARI_RANDOM_HERE,
@@ -631,12 +630,12 @@ def write_report(
 
 @guarded
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("experiment_dir", nargs="+", help="one grid, or several whose envs differ (then --out)")
     p.add_argument("--out", default=None)
     p.add_argument("--variants", nargs="+", default=(), choices=VARIANTS, help="only these arms' runs (default: all)")
-    p.add_argument("--last-k", type=int, default=3)
-    p.add_argument("--reps", type=int, default=2000)
+    p.add_argument("--last-k", type=int_in(1, 1000), default=3)
+    p.add_argument("--reps", type=int_in(1, 10**7), default=2000)
     args = p.parse_args()
     for name in ("last_k", "reps"):
         if getattr(args, name) < 1:

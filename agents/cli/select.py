@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.cli._cli import guarded  # first: signals during start-up
+from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
 from agents.config import ConfigError, parse_config
 from agents.provenance import code_version, cpu_model
 from agents.rundir import read_yaml
@@ -39,22 +39,16 @@ FILE_ERRORS = (ValueError, RuntimeError, EOFError, OSError, KeyError, pickle.Unp
 
 
 def _args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="rl-swa select", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = Parser(description=__doc__)
     p.add_argument("run_dir")
-    p.add_argument("--episodes", type=int, default=200, help="validation budget over all candidates (default 200)")
+    p.add_argument(
+        "--episodes", type=int_in(20, 10**6), default=200, help="validation budget over all candidates (default 200)"
+    )
     p.add_argument("--level", type=float, default=0.05, help="deploy a candidate only if better than online at this level")
-    p.add_argument("--test-episodes", type=int, default=0, help="also score the alternatives on N test episodes")
+    p.add_argument("--test-episodes", type=int_in(0, 10**5), default=0, help="also score the alternatives on N test episodes")
     args = p.parse_args()
-    from rl_swa.selection import MIN_PAIRS
-
-    if not 4 * MIN_PAIRS <= args.episodes <= 10**6:
-        raise ConfigError(f"--episodes: {args.episodes} is not allowed; use an int in [{4 * MIN_PAIRS}, 1000000]")
     if not 0 < args.level < 0.5:
         raise ConfigError(f"--level: {args.level} is not allowed; use a float in (0, 0.5), e.g. 0.05")
-    if not 0 <= args.test_episodes <= 10**5:
-        raise ConfigError(f"--test-episodes: {args.test_episodes} is not allowed; use an int in [0, 100000]")
     return args
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from agents.cli._cli import SEED_MAX, Parser, int_in
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository (configs/)
 CONFIG = ROOT / "configs/classic/pendulum_ddpg.yaml"
 OVERRIDES = [
@@ -61,9 +63,9 @@ def weights(run: Path) -> dict:
 
 
 def _args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kills", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
+    p = Parser(description=__doc__)
+    p.add_argument("--kills", type=int_in(1, 10_000), default=20)
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help="seed of the kill schedule")
     p.add_argument("--out", default=None, help="a new or empty folder (default: a new temporary folder); never cleared")
     p.add_argument("--min-delay", type=float, default=2.0, help="seconds between a (re)start and its kill, at least")
     p.add_argument(

@@ -18,19 +18,19 @@ from pathlib import Path
 import torch
 
 from agents.builders import VARIANTS
-from agents.cli._cli import command_line, guarded  # first: signals during start-up
+from agents.cli._cli import SEED_MAX, Parser, command_line, guarded, int_in  # first: signals during start-up
 from agents.config import ConfigError, load_config, parse_config
 from agents.rundir import read_yaml
 from agents.runner import Diverged, Interrupted, run
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("config", nargs="?", help="YAML experiment config")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run directory from its newest checkpoint")
     p.add_argument("--env", default=None, help="env id (default: the config's first env)")
     p.add_argument("--variant", default="swa", help=f"one of {', '.join(VARIANTS)}")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0)
     p.add_argument("--budget", default="short", help="a budget named in the config: smoke, short, paper")
     p.add_argument(
         "--set",
@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
         "--fork", action="store_true", help="continue from the shared prefix checkpoint (trained once up to the SWA start)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (one run per core is fastest)")
+    p.add_argument("--threads", type=int_in(1, 1024), default=1, help="torch threads (one run per core is fastest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
