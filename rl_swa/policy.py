@@ -108,7 +108,8 @@ class SWAPolicy:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "auto", allow: Iterable[str] = ()) -> SWAPolicy:
-        """Load a file written by :meth:`save` (the path given to ``save`` or the one it returned). Nothing is unpickled: the policy class must come from
+        """Load a file written by :meth:`save` (from the path given to ``save`` or the one it returned).
+        Nothing is unpickled: the policy class must come from
         SB3, sb3-contrib, rl_swa (or a module named in ``allow``). A damaged or foreign file raises
         ``ValueError`` naming it."""
         policy, _, _ = read_policy_file(path, device, allow=allow)
