@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -193,6 +194,7 @@ def read_policy_file(
             raise ValueError(f"{header['policy_class']} is not allowed: not an SB3 policy class")
         kwargs = decode(json.loads(header["policy_kwargs"]), allow)
         metadata = decode(json.loads(header["metadata"]))
+        _check_fits(policy_class, kwargs, state, path)  # before any real allocation
         policy = policy_class(**kwargs, lr_schedule=BasePolicy._dummy_schedule)
         normalizer = None
         if "obs_normalizer" in header:
@@ -202,6 +204,27 @@ def read_policy_file(
     except (ValueError, TypeError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: {exc}".replace("\n", " ")) from None
     return SWAPolicy(policy.to(get_device(device)), metadata, normalizer), header, extra
+
+
+def _check_fits(policy_class: type, kwargs: dict, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Build the policy the header describes on the ``meta`` device (no memory) and refuse the file
+    unless its tensors hold that policy's weights: same shapes and dtypes, and no more parameters
+    than the file could fill (a shared trunk may appear under a few names). A 1 KB file whose
+    header asks for a 14 GB network is refused here, before anything is allocated."""
+    # SB3 moves its sub-networks with Module.to(device) while it builds them: kept a no-op here, so
+    # that every tensor stays on meta (a build takes milliseconds).
+    with torch.device("meta"), mock.patch.object(torch.nn.Module, "to", lambda self, *a, **k: self):
+        shape = policy_class(**kwargs, lr_schedule=BasePolicy._dummy_schedule).state_dict()
+    weights = {k: v for k, v in state.items() if not k.startswith(NORM_PREFIX)}
+    for name, t in weights.items():
+        want = shape.get(name)
+        if want is not None and (tuple(want.shape) != tuple(t.shape) or want.dtype != t.dtype):
+            raise ValueError(
+                f"the header's policy holds {name} as {tuple(want.shape)} {want.dtype}, the file {tuple(t.shape)} {t.dtype}"
+            )
+    described, stored = sum(t.numel() for t in shape.values()), sum(t.numel() for t in weights.values())
+    if described > 4 * stored + 1024:
+        raise ValueError(f"the header describes a policy of {described} weights, the file holds {stored}")
 
 
 def _storage_key(t: torch.Tensor) -> tuple:

@@ -8,6 +8,7 @@ without pickle (SB3's zip stores them cloudpickled).
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from gymnasium import spaces
 # Classes a policy file may name: the policy, its layers, activations and optimizer; nothing else.
 ALLOWED_MODULES = ("stable_baselines3.", "sb3_contrib.", "rl_swa.", "torch.nn.", "torch.optim.")
 ALLOWED_KINDS = (torch.nn.Module, torch.optim.Optimizer)
+MAX_SPACE_SIZE = 10**7  # elements of one Box: a frame stack of 84x84 images has 28,224; a header asking more is refused
 
 
 def class_path(cls: type) -> str:
@@ -116,6 +118,8 @@ def _decode_space(d: dict) -> spaces.Space:
     kind = d.get("type")
     if kind == "Box":
         shape = tuple(d["shape"])
+        if not all(isinstance(n, int) and n >= 0 for n in shape) or math.prod(shape) > MAX_SPACE_SIZE:
+            raise ValueError(f"Box shape {list(shape)} is not allowed: at most {MAX_SPACE_SIZE} elements")
         dtype = np.dtype(d["dtype"])
         return spaces.Box(
             np.broadcast_to(np.asarray(d["low"], dtype), shape),

@@ -811,3 +811,57 @@ def test_save_then_load_with_the_same_argument(tmp_path):
     with pytest.raises(ValueError, match=r"not \.zip; name it x\.safetensors"):
         swa.policy.save(tmp_path / "x.zip")
     assert not list(tmp_path.glob("x.zip*"))
+
+
+@pytest.mark.parametrize(
+    "net_arch, refusal",
+    [
+        ({"pi": [60000, 60000], "vf": [64, 64]}, "the header's policy holds"),  # 14.4 GB described, 1 KB stored
+        (
+            {"pi": [64, 64, 60000, 60000, 64], "vf": [64, 64]},
+            "the header describes a policy of",
+        ),  # layers absent from the file
+    ],
+)
+def test_a_header_describing_a_larger_policy_than_its_tensors_is_refused_before_allocation(tmp_path, net_arch, refusal):
+    import json
+    import resource
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from rl_swa import EnsemblePolicy, SWAGPolicy
+
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu")
+    swa = SWACallback(start=0.5, swag_rank=2)
+    model.learn(400, callback=swa)
+    files = {"policy": swa.policy.save(tmp_path / "ok")}
+    from rl_swa.swag import SWAGRecorder
+
+    files["swag"] = swa.component(SWAGRecorder).policy().save(tmp_path / "swag")
+    for kind, path in files.items():
+        with safe_open(path, "pt") as f:
+            header, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        kwargs = json.loads(header["policy_kwargs"])
+        kwargs["__dict__"]["net_arch"] = {"__dict__": net_arch}
+        bomb = tmp_path / f"bomb_{kind}.safetensors"
+        save_file(state, bomb, metadata={**header, "policy_kwargs": json.dumps(kwargs)})
+        limit = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, limit[1]))  # an allocation of the described net fails loudly
+        try:
+            with pytest.raises(ValueError, match=f"bomb_{kind}.safetensors: {refusal}"):
+                (SWAGPolicy if kind == "swag" else SWAPolicy).load(bomb)
+            if kind == "policy":
+                with pytest.raises(ValueError, match="bomb_policy"):
+                    EnsemblePolicy.load([files["policy"], bomb])
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, limit)
+
+
+def test_training_in_a_test_leaves_nothing_in_the_system_temp_folder():
+    import tempfile
+    from pathlib import Path
+
+    before = set(Path(tempfile.gettempdir()).glob("SB3-*"))
+    A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu").learn(16)
+    assert set(Path(tempfile.gettempdir()).glob("SB3-*")) == before

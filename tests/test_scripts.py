@@ -454,3 +454,12 @@ def test_an_expected_refusal_of_a_run_is_one_line_in_the_grid():
     status, message = _outcome(refused)
     assert status == "failed" and "\n" not in message and "process 123" in message
     assert "Traceback" in _outcome(broken)[1]
+
+
+@pytest.mark.skipif(not (ROOT / ".venv/bin/python").exists(), reason="scripts/install.sh has not made .venv here")
+def test_install_says_what_it_installed_and_nothing_that_reads_like_an_error():
+    """Run again on an existing .venv (seconds): one line, no pip or setuptools warning blocks."""
+    proc = subprocess.run(["bash", str(ROOT / "scripts/install.sh")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = (proc.stdout + proc.stderr).strip()
+    assert out.startswith("installed in .venv: rl-swa ") and "\n" not in out, out
