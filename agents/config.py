@@ -123,6 +123,14 @@ class EvalSettings(_Strict):
     seed: int = Field(10_000, ge=0, description="seed of the evaluation episodes (disjoint from training seeds)")
 
 
+class SelectSettings(_Strict):
+    """``rl-swa select`` at the end of every run (``rl_swa.selection``): the policy to deploy."""
+
+    episodes: int = Field(200, ge=20, le=10**6, description="validation episodes over all candidates")
+    level: float = Field(0.05, gt=0, lt=0.5, description="deploy a candidate only if better than online at this level")
+    test_episodes: int = Field(0, ge=0, le=10**5, description="also score the alternatives on this many test episodes")
+
+
 class ExperimentConfig(_Strict):
     experiment: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name of the grid under --out")
     algo: Literal["a2c", "ddpg"]
@@ -152,6 +160,7 @@ class ExperimentConfig(_Strict):
     resources: Resources = Resources()
     swa: SWASettings = SWASettings()
     eval: EvalSettings = EvalSettings()
+    select: SelectSettings | None = Field(None, description="choose the deployed policy at the end of each run")
 
     @field_validator("experiment")
     @classmethod

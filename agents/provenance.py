@@ -18,7 +18,7 @@ from agents.config import ConfigError, ExperimentConfig
 from agents.rundir import read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_RESULTS = ("resources",)  # where a run runs, not what it computes
+NOT_RESULTS = ("resources", "select")  # where a run runs, and what is chosen after it: not what it trains
 
 
 def config_identity(cfg: ExperimentConfig) -> dict[str, Any]:

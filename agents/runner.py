@@ -276,6 +276,11 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
     atomic_write(path / "result.json", json.dumps(result, indent=1, allow_nan=False))  # strict JSON
     env.close()
     eval_env.close()
+    if cfg.select is not None:  # the policy to deploy, chosen from what the run saved
+        from agents.deploy import select_run, summary
+
+        s = cfg.select
+        print(f"{path}: {summary(select_run(path, s.episodes, s.level, s.test_episodes))}", flush=True)
     return result
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from agents.cli.report import (
+from agents.report import (
     curve_series,
     load_runs,
     summarize,
@@ -63,7 +63,7 @@ def test_summary_matches_hand_computed(grid):
 
 
 def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_path):
-    from agents.cli.report import markdown
+    from agents.report import markdown
 
     text = markdown(summarize(load_runs(grid), last_k=2, reps=500), "t")
     # the baseline's average ends 1 above its online policy in every seed: the CI is [1, 1]
@@ -84,7 +84,7 @@ def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_p
 
 
 def test_an_env_under_3_seeds_is_left_out_of_the_aggregate_not_voiding_it(grid):
-    from agents.cli.report import markdown
+    from agents.report import markdown
 
     alone = summarize(load_runs(grid), last_k=2, reps=200)["aggregate"]
     _write_run(grid, "Late-v0", "baseline", 0, [(1, 0, None), (2, 5, 6)])  # a game still running: one seed
@@ -96,7 +96,7 @@ def test_an_env_under_3_seeds_is_left_out_of_the_aggregate_not_voiding_it(grid):
 
 
 def test_a_game_whose_baseline_stayed_at_random_play_gets_no_weight(grid):
-    from agents.cli.report import markdown
+    from agents.report import markdown
 
     alone = summarize(load_runs(grid), last_k=2, reps=200)["aggregate"]
     for seed, (b, s) in enumerate([(-21, -20), (-20, -21), (-19, -18)]):  # Pong: random play scores -20.7
@@ -114,7 +114,7 @@ def test_a_game_whose_baseline_stayed_at_random_play_gets_no_weight(grid):
 
 
 def test_the_aggregate_names_the_seeds_it_drops_to_weigh_envs_equally(grid):
-    from agents.cli.report import markdown
+    from agents.report import markdown
 
     for seed in range(4):  # a second env with one seed more than Toy-v0 in each arm
         _write_run(grid, "More-v0", "baseline", seed, [(1, 0, None), (2, seed, seed)])
@@ -165,7 +165,7 @@ def test_posthoc_results_are_summarized(grid):
 
 
 def test_atari_games_are_set_beside_random_play_and_published_scores():
-    from agents.cli.report import _context
+    from agents.report.tables import _context
 
     data = {"arms": {"baseline": {"ci": (0.5, 2.5)}}, "timesteps": [1_000_000], "wall_min": {"baseline": 30.0}}
     text = " ".join(_context("ALE/Breakout-v5", data))
@@ -262,3 +262,54 @@ def test_an_unknown_variant_is_one_line_and_exit_2(grid, capsys, monkeypatch):
         report.main()
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "--variants: invalid choice: 'sgd'" in err and not (grid / "report").exists()
+
+
+COMMITTED = [  # (grids, report folder, --variants) as docs/results/campaign.md made them, all with --reps 500
+    *(([e], f"{e}/report", ()) for e in ("classic_acrobot_a2c", "classic_pendulum_ddpg", "mujoco_ddpg")),
+    *(([e], f"{e}/report", ()) for e in ("mujoco_ddpg_effects", "atari_a2c", "atari_a2c_10m_frames")),
+    (["mujoco_ddpg", "mujoco_ddpg_effects"], "mujoco_all", ("baseline", "swa")),
+]
+
+
+@pytest.mark.parametrize("grids, folder, variants", COMMITTED)
+def test_the_committed_campaign_reports_regenerate_byte_identical(grids, folder, variants):
+    from pathlib import Path
+
+    from agents.report import load_grids, report_text
+
+    root = Path(__file__).resolve().parent.parent / "docs/results/campaign"
+    dirs = [root / g for g in grids]
+    runs, ensembles = load_grids(dirs, variants)
+    text = report_text(dirs, runs, summarize(runs, 3, 500, ensembles))
+    assert text == (root / folder / "report.md").read_text()
+
+
+def test_the_deployed_policy_table_matches_hand_computed(grid):
+    """selection.json of each baseline run: seed 0 deployed an average (its test returns far below the
+    online weights'), seeds 1-2 kept the online weights."""
+    online = [[10.0, 12.0, 11.0, 13.0, 12.0], [20.0] * 5, [30.0] * 5]
+    deployed = [[1.0, 2.0, 1.5, 2.5, 1.0], [20.0] * 5, [30.0] * 5]
+    best = [15.0, 18.0, 36.0]
+    for seed in range(3):
+        test = {"online": online[seed], "deployed": deployed[seed], "best evaluated": [best[seed]] * 5}
+        selection = {
+            "deployed": "swa" if seed == 0 else "online",
+            "default": "online",
+            "episodes": 200 + seed,
+            "wall_s": 10.0,
+            "train_wall_s": 100.0 * (seed + 1),
+            "test": {"returns": test, "means": {k: float(np.mean(v)) for k, v in test.items()}},
+        }
+        (grid / "Toy-v0" / "baseline" / f"seed{seed}" / "selection.json").write_text(json.dumps(selection))
+    sel = summarize(load_runs(grid), reps=500)["per_env"]["Toy-v0"]["selection"]["baseline"]
+    assert sel["n"] == 3 and sel["replaced_online"] == 1 and sel["episodes"] == pytest.approx(201)
+    assert sel["wall_share"] == pytest.approx(np.mean([0.1, 0.05, 10 / 300]))
+    assert sel["below_online"] == 1  # seed 0 only: seeds 1-2 are ties
+    d = sel["deployed - online"]
+    assert d["mean"] == pytest.approx(np.mean([1.6 - 11.6, 0, 0])) and d["wins"] == 0 and d["ties"] == 2
+    assert sel["deployed - best evaluated"]["mean"] == pytest.approx(np.mean([1.6 - 15, 20 - 18, 30 - 36]))
+    assert "fixed-start average" not in str(sel)  # not scored: no row
+    from agents.report import markdown
+
+    text = markdown(summarize(load_runs(grid), reps=500), "t")
+    assert "replaced the online weights in 1 of 3 runs" in text and "| deployed - best evaluated | 3 |" in text

@@ -359,7 +359,7 @@ def _jobs(args, cfg, envs) -> list[Job]:
 
 @guarded
 def main() -> int:
-    from agents.cli.report import write_report
+    from agents.report import write_report
 
     args = _parser().parse_args()
     cfg, envs = _checked(args)

@@ -1,0 +1,243 @@
+"""The report as text: markdown tables, context lines, verdicts, and runs.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from agents.references import ATARI_RANDOM_HERE, ATARI_REFERENCE, MUJOCO_REFERENCE, PUBLISHED, game_of, random_score
+from agents.report.runs import label
+from agents.report.summary import POSTHOC_PAIRS, POSTHOC_SCORES, VERDICTS, random_play
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3f}"
+
+
+def _ci(stat: dict) -> str:
+    return f"[{_fmt(stat['ci'][0])}, {_fmt(stat['ci'][1])}]"
+
+
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(summary: dict, title: str) -> str:
+    k = summary["last_k"]
+    lines = [f"# {title}", ""]
+    lines.append(
+        "Final score = mean return of the last evaluation (same evaluation episodes for every policy). "
+        "CI: 95% percentile bootstrap over seeds. Paired differences are taken per seed; the two arms "
+        "of a seed continue from the same prefix checkpoint."
+    )
+    lines.append("")
+    for env in summary["envs"]:
+        data = summary["per_env"][env]
+        lines += [
+            f"## {env}",
+            "",
+            f"| policy | seeds | final mean ± std | 95% CI | last-{k} mean | last-{k} spread | best→final drop |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for arm, a in data["arms"].items():
+            cells = [
+                label(arm),
+                a["n"],
+                f"{_fmt(a['mean'])} ± {_fmt(a['std'])}",
+                _ci(a),
+                _fmt(a["last_k_mean"]),
+                _fmt(a["last_k_std"]),
+                _fmt(a["best_to_final_drop"]),
+            ]
+            lines.append(_row(cells))
+        lines += ["", "| paired difference | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
+        for name, p in data["paired"].items():
+            lines.append(_row([name, p["n"], _fmt(p["mean"]), _ci(p), f"{p['wins']} / {p['ties']}"]))
+        for variant, ph in data.get("posthoc", {}).items():
+            lines += [
+                "",
+                f"Post-hoc averaging ({variant} runs, chosen on validation episodes, scored on test episodes; "
+                f"chosen: {ph['chosen']}):",
+                "",
+                "| test score | seeds | mean | 95% CI | wins / ties |",
+                "|---|---|---|---|---|",
+            ]
+            for key in POSTHOC_SCORES:
+                if key in ph:
+                    lines.append(_row([key, ph[key]["n"], _fmt(ph[key]["mean"]), _ci(ph[key]), ""]))
+            for a, b in POSTHOC_PAIRS:
+                if (key := f"{a} - {b}") in ph:
+                    d = ph[key]
+                    lines.append(_row([key, d["n"], _fmt(d["mean"]), _ci(d), f"{d['wins']} / {d['ties']}"]))
+        lines += selection_lines(data.get("selection", {}))
+        lines += _ensemble_lines(data.get("ensembles", {}))
+        lines += _context(env, data)
+        lines += ["", f"![{env}](curves_{env.replace('/', '_')}.png)", ""]
+    agg = summary["aggregate"]
+    if agg:
+        lines += ["## Aggregate over envs (stratified bootstrap, 95% CI)", ""]
+        if left := summary.get("aggregate_left_out"):
+            why = "; ".join(f"{e} ({reason})" for e, reason in left.items())
+            lines += [f"Over {', '.join(summary['aggregate_envs'])}; left out: {why}.", ""]
+        if equal := _runs_left_out(summary):
+            lines += [equal, ""]
+        for name, a in agg.items():
+            scale = f" ({a['scale']})" if "scale" in a else ""
+            lines.append(f"- {name}{scale}: {_fmt(a['value'])} [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}]")
+        lines.append("")
+    lines.append(_verdict(summary))
+    return "\n".join(lines) + "\n"
+
+
+def selection_lines(selection: dict) -> list[str]:
+    """The deployed policy of each run (``rl-swa select``) against what a user would deploy otherwise."""
+    lines = []
+    for variant, sel in selection.items():
+        lines += [
+            "",
+            f"Deployed policy ({variant} runs, `rl-swa select`: a race on validation episodes, the leader deployed "
+            f"only when it beat the online weights on fresh ones): replaced the online weights in "
+            f"{sel['replaced_online']} of {sel['n']} runs (deployed: {sel['deployed']}); {_fmt(sel['episodes'])} "
+            f"validation episodes a run, {_fmt(100 * sel['wall_share'])}% of the training wall time.",
+        ]
+        if "test_episodes" in sel:
+            lines += [
+                f"On {', '.join(map(str, sel['test_episodes']))} test episodes a run, disjoint from every selection: "
+                f"below the online weights beyond the test noise (one-sided paired t, 5%) in {sel['below_online']} "
+                f"of {sel['n']} runs.",
+                "",
+                "| paired difference (test) | runs | mean | 95% CI | wins / ties |",
+                "|---|---|---|---|---|",
+            ]
+            for key, d in sel.items():
+                if key.startswith("deployed - "):
+                    lines.append(_row([key, d["n"], _fmt(d["mean"]), _ci(d), f"{d['wins']} / {d['ties']}"]))
+    return lines
+
+
+def _left_random(env: str, base: dict | None) -> str:
+    """Whether the baseline's final score (its CI's lower bound) is above random play, in words."""
+    if not base or np.isnan(base["ci"][0]):
+        return ""
+    left = not random_play(env, base)
+    return (
+        f" The baseline's final score {'has' if left else 'has not'} left random play (CI lower bound "
+        f"{_fmt(base['ci'][0])} vs random {random_score(env)}){'' if left else ': give its SWA comparison no weight'}."
+    )
+
+
+def _context(env: str, data: dict) -> list[str]:
+    """Budget, cost, and for Atari: random and human play, and the published A2C scores."""
+    out = [""]
+    if data.get("timesteps"):
+        out.append(f"Budget: {', '.join(f'{t:,}' for t in data['timesteps'])} env steps per run.")
+    if data.get("wall_min"):
+        partial = f" ({data.get('resumed')} resumed runs left out: their wall time covers their last start only)"
+        out.append(
+            "Wall time per arm after the fork (mean): "
+            + ", ".join(f"{v} {m:.0f} min" if m >= 10 else f"{v} {60 * m:.0f} s" for v, m in data["wall_min"].items())
+            + (partial if data.get("resumed") else "")
+            + "."
+        )
+    game = game_of(env)
+    base = data["arms"].get("baseline")
+    if game in ATARI_REFERENCE:
+        lo, hi = ATARI_REFERENCE[game]
+        pub = PUBLISHED.get(game, {})
+        zoo = f"; RL Zoo A2C at 10M env steps (40M frames): {pub['rl_zoo_a2c_10M']}" if "rl_zoo_a2c_10M" in pub else ""
+        paper = (
+            f"; SWA paper (frames unpublished): A2C {pub['paper_a2c']}, A2C+SWA {pub['paper_a2c_swa']}"
+            if "paper_a2c" in pub
+            else ""
+        )
+        frames = f" (4 frames per env step: {4 * data['timesteps'][-1]:,} frames here)" if data.get("timesteps") else ""
+        here = f" (uniform actions under this evaluation: {ATARI_RANDOM_HERE[game]})" if game in ATARI_RANDOM_HERE else ""
+        out.append(f"Reference scores{frames}: random {lo}{here}, human {hi}{zoo}{paper}.{_left_random(env, base)}")
+    elif game in MUJOCO_REFERENCE:
+        ref = MUJOCO_REFERENCE[game]
+        out.append(
+            f"Reference scores: random actions {ref['random']}; RL Zoo TD3 at 1M env steps: {ref['rl_zoo_td3_1M']}."
+            + _left_random(env, base)
+        )
+    return out
+
+
+def _verdict(summary: dict) -> str:
+    out = ["## Verdict", ""]
+    for env in summary["envs"]:
+        for key, (what, a, b) in VERDICTS.items():
+            p = summary["per_env"][env]["paired"].get(key)
+            if not p:
+                continue
+            lo, hi = p["ci"]
+            if np.isnan(lo):
+                word = "too few seeds for a CI"
+            elif lo > 0:
+                word = f"{a} beat {b}"
+            elif hi < 0:
+                word = f"{a} lost to {b}"
+            else:
+                word = "no clear difference (the CI covers 0)"
+            weight = " (no weight: random play)" if random_play(env, summary["per_env"][env]["arms"].get("baseline")) else ""
+            out.append(
+                f"- {env}, {what}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds{weight}."
+            )
+    return "\n".join(out)
+
+
+def _runs_left_out(summary: dict) -> str:
+    """Runs past the first n of an env, which the aggregate drops so that every env weighs the same."""
+    out = []
+    for arm in ("baseline", "swa", "baseline_avg"):
+        counts = {e: len(summary["per_env"][e]["arms"].get(arm, {}).get("scores", {})) for e in summary["aggregate_envs"]}
+        n = min(counts.values(), default=0)
+        if n and (more := [f"{e} {c}" for e, c in counts.items() if c > n]):
+            out.append(f"{arm}: the first {n} seeds of each env ({', '.join(more)} made)")
+    return f"Equal runs per env (the estimators take a runs x envs matrix): {'; '.join(out)}." if out else ""
+
+
+def _ensemble_lines(ensembles: dict) -> list[str]:
+    if not ensembles:
+        return []
+    lines = [
+        "",
+        "SWAG and ensembles of the averages (scripts/ensemble.py, test episodes; per-seed policies: mean over seeds; "
+        "MultiSWA: the seeds' averages as one ensemble; MultiSWAG: their drawn policies as one; "
+        "Spearman: the drawn policies' disagreement on an episode's states vs its return):",
+        "",
+        "| arm | seeds | online | single average | SWAG | SWAG - single average [95% CI] (wins) "
+        "| MultiSWA | MultiSWAG | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, e in ensembles.items():
+        swag = e.get("swag - single")
+        cells = [variant, e["seeds"], _fmt(e["online"]), _fmt(e["single"]), _fmt(e.get("swag", np.nan))]
+        cells.append(f"{_fmt(swag['mean'])} {_ci(swag)} ({swag['wins']})" if swag else "n/a")
+        rho = e.get("spearman", np.nan)
+        cells += [_fmt(e["multiswa"]), _fmt(e.get("multiswag", np.nan)), "n/a" if np.isnan(rho) else f"{rho:+.2f}"]
+        lines.append(_row(cells))
+    return lines
+
+
+def runs_csv(runs: list[dict]) -> str:
+    keys = [
+        "env",
+        "variant",
+        "seed",
+        "budget",
+        "timesteps",
+        "final_online",
+        "final_swa",
+        "n_averaged",
+        "skipped",
+        "fork_step",
+        "wall_s",
+        "steps_per_s",
+    ]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(runs)
+    return buf.getvalue()
