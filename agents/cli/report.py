@@ -3,18 +3,7 @@
     python scripts/report.py runs/<experiment> [--out DIR] [--last-k 3] [--reps 2000]
     python scripts/report.py runs/<a> runs/<b> --out DIR [--variants baseline swa]   # grids side by side
 
-Reads every ``<env>/<variant>/seed<k>/`` (``result.json`` + ``eval.csv``, and ``posthoc.json`` where
-made) of one experiment, and its ``ensemble_<env>_<variant>.json`` (``scripts/ensemble.py``) where
-made; of several, when their envs differ (the aggregate then spans them all); writes ``report.md``,
-``runs.csv`` and a learning-curve PNG per env (the deployed policies; the further averages).
-
-Statistics follow Agarwal et al. (2021): per env, mean +- std and 95% percentile-bootstrap CI
-over seeds; the paired difference (same seed, forked from the same prefix) with its CI;
-across envs, IQM and probability of improvement over the baseline (of SWA and of the baseline's
-eval-only average) with stratified-bootstrap CIs; no CI under 3 seeds, and an env under 3 baseline
-seeds, or whose baseline has not left random play (CI lower bound at or under the random score),
-is left out of the aggregate, and an env with more seeds than another enters with its first n (the
-report names both). The code is the package ``agents/report/``.
+What it reads, writes and computes: the package ``agents/report/`` (its docstring).
 """
 
 from __future__ import annotations

@@ -123,6 +123,17 @@ POSTHOC_PAIRS = (
 )
 
 
+def paired_stats(d: np.ndarray, reps: int) -> dict:
+    """Paired differences over runs: count, mean, 95% bootstrap CI, wins and ties."""
+    return {
+        "n": int(d.size),
+        "mean": float(d.mean()),
+        "ci": bootstrap_ci(d, reps=reps),
+        "wins": int((d > 0).sum()),
+        "ties": int((d == 0).sum()),
+    }
+
+
 def _chosen_label(posthoc: dict) -> str:
     if "chosen" in posthoc:
         return posthoc["chosen"]["label"]
@@ -145,13 +156,7 @@ def posthoc_summary(runs: list[dict], env: str, reps: int) -> dict:
         for a, b in POSTHOC_PAIRS:
             d = np.array([p[a] - p[b] for p in rows if a in p and b in p], dtype=float)
             if d.size:
-                entry[f"{a} - {b}"] = {
-                    "n": int(d.size),
-                    "mean": float(d.mean()),
-                    "ci": bootstrap_ci(d, reps=reps),
-                    "wins": int((d > 0).sum()),
-                    "ties": int((d == 0).sum()),
-                }
+                entry[f"{a} - {b}"] = paired_stats(d, reps)
         out[variant] = entry
     return out
 
@@ -207,13 +212,7 @@ def selection_summary(runs: list[dict], env: str, reps: int) -> dict:
         for other in SELECTION_AGAINST if tests else ():
             d = np.array([t["means"]["deployed"] - t["means"][other] for t in tests if other in t["means"]])
             if d.size:
-                entry[f"deployed - {other}"] = {
-                    "n": int(d.size),
-                    "mean": float(d.mean()),
-                    "ci": bootstrap_ci(d, reps=reps),
-                    "wins": int((d > 0).sum()),
-                    "ties": int((d == 0).sum()),
-                }
+                entry[f"deployed - {other}"] = paired_stats(d, reps)
         out[variant] = entry
     return out
 
