@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from agents.config import ConfigError
 from agents.report import (
     curve_series,
     load_runs,
     summarize,
     write_report,
 )
-from agents.config import ConfigError
 
 
 def _write_run(root, env, variant, seed, curve):
@@ -67,19 +67,21 @@ def test_verdict_names_each_comparison_and_says_when_a_ci_is_missing(grid, tmp_p
 
     text = markdown(summarize(load_runs(grid), last_k=2, reps=500), "t")
     # the baseline's average ends 1 above its online policy in every seed: the CI is [1, 1]
-    assert "- Toy-v0, eval-only average vs online (baseline runs): the average beat the online policy: 1.000" in text
+    assert (
+        "- Toy-v0, eval-only average vs online (baseline runs): the average beat the online policy: 1.00 [1.00, 1.00]" in text
+    )
     assert "- Toy-v0, SWA vs baseline: " in text
     assert "- Toy-v0, SWA-phase LR, on the average (swa arm's vs baseline's): " in text
     one = tmp_path / "one"
     _write_run(one, "Toy-v0", "baseline", 0, [(1, 50, None), (2, 40, 41)])
     _write_run(one, "Toy-v0", "swa", 0, [(1, 50, None), (2, 45, 46)])
     text = markdown(summarize(load_runs(one), last_k=2, reps=50), "t")
-    assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.000 [n/a, n/a] over 1 paired seeds." in text
+    assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.00 [n/a, n/a] over 1 paired seeds." in text
     # two seeds: a percentile bootstrap would only give their range, which must not read as a 95% CI
     _write_run(one, "Toy-v0", "baseline", 1, [(1, 50, None), (2, 40, 41)])
     _write_run(one, "Toy-v0", "swa", 1, [(1, 50, None), (2, 45, 47)])
     summary = summarize(load_runs(one), last_k=2, reps=50)
-    assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.500 [n/a, n/a] over 2 paired seeds." in markdown(summary, "t")
+    assert "- Toy-v0, SWA vs baseline: too few seeds for a CI: 6.50 [n/a, n/a] over 2 paired seeds." in markdown(summary, "t")
     assert summary["aggregate"] == {}
 
 
@@ -127,7 +129,7 @@ def test_write_report_files(grid, tmp_path):
     out = tmp_path / "report"
     path = write_report(grid, out, last_k=2, reps=200)
     text = path.read_text()
-    assert "Toy-v0" in text and "| swa - baseline | 3 | 5.000 |" in text
+    assert "Toy-v0" in text and "| swa - baseline | 3 | 5.0 | [0.0, 10.0] |" in text
     assert (out / "runs.csv").read_text().count("\n") == 7
     assert (out / "curves_Toy-v0.png").exists()
 
@@ -229,7 +231,8 @@ def test_swag_and_ensemble_scores_are_reported(grid):
     swa = ens["swa"]
     assert swa["single"] == pytest.approx(20.0) and swa["swag"] == pytest.approx(65 / 3) and swa["multiswa"] == 33.0
     assert swa["swag - single"]["mean"] == pytest.approx(5 / 3) and swa["swag - single"]["wins"] == 2
-    assert "| swa | 3 | 2.000 | 20.0 | 21.7 | 1.667 [" in text and "| 33.0 | 35.0 | -0.50 |" in text
+    assert "| swa | 3 | 2.0 | 20.0 | 21.7 | 1.7 [" in text and "| 33.0 | 35.0 |" in text
+    assert "with its return: baseline -0.500, swa -0.500." in text
 
 
 def test_grids_side_by_side_aggregate_over_their_envs_and_may_not_share_an_env(grid, tmp_path):
@@ -313,3 +316,49 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
 
     text = markdown(summarize(load_runs(grid), reps=500), "t")
     assert "replaced the online weights in 1 of 3 runs" in text and "| deployed - best evaluated | 3 |" in text
+
+
+def test_one_number_format_everywhere():
+    """Every number with its CI in a report: the same decimals, three significant digits on the largest."""
+    import re
+    from pathlib import Path
+
+    from agents.report import load_grids, report_text
+    from agents.report.tables import _mean_ci, decimals
+
+    assert _mean_ci({"mean": 6.1, "ci": (1.38, 9.98)}) == ("6.10", "[1.38, 9.98]")
+    assert _mean_ci({"mean": -14.6, "ci": (-52.7, 10.5)}) == ("-14.6", "[-52.7, 10.5]")
+    assert decimals(0.0) == 0 and decimals(1234.5) == 0 and decimals(0.0123) == 4 and decimals(float("nan"), 7.194) == 2
+    root = Path(__file__).resolve().parent.parent / "docs/results/campaign"
+    for grid in ("classic_acrobot_a2c", "atari_a2c"):
+        runs, ensembles = load_grids([root / grid])
+        text = report_text([root / grid], runs, summarize(runs, 3, 200, ensembles))
+        number = r"(-?\d+(?:\.\d+)?)"
+        assert "-0 " not in text and "[-0," not in text
+        for line in text.splitlines():
+            if line.startswith("|"):  # a table row: every decimal number with the same decimals
+                cells = "|".join(line.split("|")[2:])  # after the label, which may hold a number (ema_0.999)
+                assert len({len(x.split(".")[1]) for x in re.findall(r"-?\d+\.\d+", cells)}) <= 1, line
+        triples = re.findall("- .*: " + number + r" \[" + number + ", " + number + r"\]", text)  # verdicts, aggregate
+        assert len(triples) >= 4
+        for triple in triples:
+            places = {len(x.split(".")[1]) if "." in x else 0 for x in triple}
+            top = max(abs(float(x)) for x in triple)
+            digits = max(triple, key=lambda x: abs(float(x))).lstrip("-").replace(".", "").lstrip("0")
+            assert len(places) == 1 and (len(digits) == 3 or (places == {0} and top >= 100) or top == 0), triple
+
+
+def test_the_readme_quotes_numbers_by_the_reports_rule():
+    """Every "mean [lo, hi]" in the README: the same decimals, three significant digits on the largest."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    number = r"([+-]?\d+(?:\.\d+)?)"
+    triples = re.findall(number + r" \[" + number + ", " + number + r"\]", text)
+    assert len(triples) > 20
+    for triple in triples:
+        places = {len(x.split(".")[1]) if "." in x else 0 for x in triple}
+        top = max(triple, key=lambda x: abs(float(x)))
+        digits = top.lstrip("+-").replace(".", "").lstrip("0")
+        assert len(places) == 1 and (len(digits) == 3 or (places == {0} and abs(float(top)) >= 100)), triple

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 import numpy as np
 
@@ -12,12 +13,25 @@ from agents.report.runs import label
 from agents.report.summary import POSTHOC_PAIRS, POSTHOC_SCORES, VERDICTS, random_play
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3f}"
+def decimals(*values) -> int:
+    """One rule for every number of a report: the decimals that give the largest magnitude among
+    ``values`` (the numbers of one row, or one mean with its CI) three significant digits (0 to 4)."""
+    finite = [abs(float(v)) for v in values if v is not None and np.isfinite(v)]
+    top = max(finite, default=0.0)
+    return 0 if top == 0 else int(min(4, max(0, 2 - math.floor(math.log10(top)))))
 
 
-def _ci(stat: dict) -> str:
-    return f"[{_fmt(stat['ci'][0])}, {_fmt(stat['ci'][1])}]"
+def _fmt(x: float | None, d: int | None = None) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    text = f"{x:.{decimals(x) if d is None else d}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # -0.4 to no decimals: 0, not -0
+
+
+def _mean_ci(stat: dict, key: str = "mean") -> tuple[str, str]:
+    """A mean and its CI, with the same decimals."""
+    d = decimals(stat[key], *stat["ci"])
+    return _fmt(stat[key], d), f"[{_fmt(stat['ci'][0], d)}, {_fmt(stat['ci'][1], d)}]"
 
 
 def _row(cells: list) -> str:
@@ -42,19 +56,19 @@ def markdown(summary: dict, title: str) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for arm, a in data["arms"].items():
+            numbers = (a["mean"], a["std"], *a["ci"], a["last_k_mean"], a["last_k_std"], a["best_to_final_drop"])
+            d = decimals(*numbers)
             cells = [
                 label(arm),
                 a["n"],
-                f"{_fmt(a['mean'])} ± {_fmt(a['std'])}",
-                _ci(a),
-                _fmt(a["last_k_mean"]),
-                _fmt(a["last_k_std"]),
-                _fmt(a["best_to_final_drop"]),
+                f"{_fmt(a['mean'], d)} ± {_fmt(a['std'], d)}",
+                f"[{_fmt(a['ci'][0], d)}, {_fmt(a['ci'][1], d)}]",
+                *(_fmt(x, d) for x in numbers[4:]),
             ]
             lines.append(_row(cells))
         lines += ["", "| paired difference | seeds | mean | 95% CI | wins / ties |", "|---|---|---|---|---|"]
         for name, p in data["paired"].items():
-            lines.append(_row([name, p["n"], _fmt(p["mean"]), _ci(p), f"{p['wins']} / {p['ties']}"]))
+            lines.append(_row([name, p["n"], *_mean_ci(p), f"{p['wins']} / {p['ties']}"]))
         for variant, ph in data.get("posthoc", {}).items():
             lines += [
                 "",
@@ -66,11 +80,11 @@ def markdown(summary: dict, title: str) -> str:
             ]
             for key in POSTHOC_SCORES:
                 if key in ph:
-                    lines.append(_row([key, ph[key]["n"], _fmt(ph[key]["mean"]), _ci(ph[key]), ""]))
+                    lines.append(_row([key, ph[key]["n"], *_mean_ci(ph[key]), ""]))
             for a, b in POSTHOC_PAIRS:
                 if (key := f"{a} - {b}") in ph:
                     d = ph[key]
-                    lines.append(_row([key, d["n"], _fmt(d["mean"]), _ci(d), f"{d['wins']} / {d['ties']}"]))
+                    lines.append(_row([key, d["n"], *_mean_ci(d), f"{d['wins']} / {d['ties']}"]))
         lines += selection_lines(data.get("selection", {}))
         lines += _ensemble_lines(data.get("ensembles", {}))
         lines += _context(env, data)
@@ -85,7 +99,7 @@ def markdown(summary: dict, title: str) -> str:
             lines += [equal, ""]
         for name, a in agg.items():
             scale = f" ({a['scale']})" if "scale" in a else ""
-            lines.append(f"- {name}{scale}: {_fmt(a['value'])} [{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}]")
+            lines.append(f"- {name}{scale}: {' '.join(_mean_ci(a, 'value'))}")
         lines.append("")
     lines.append(_verdict(summary))
     return "\n".join(lines) + "\n"
@@ -113,7 +127,7 @@ def selection_lines(selection: dict) -> list[str]:
             ]
             for key, d in sel.items():
                 if key.startswith("deployed - "):
-                    lines.append(_row([key, d["n"], _fmt(d["mean"]), _ci(d), f"{d['wins']} / {d['ties']}"]))
+                    lines.append(_row([key, d["n"], *_mean_ci(d), f"{d['wins']} / {d['ties']}"]))
     return lines
 
 
@@ -181,9 +195,7 @@ def _verdict(summary: dict) -> str:
             else:
                 word = "no clear difference (the CI covers 0)"
             weight = " (no weight: random play)" if random_play(env, summary["per_env"][env]["arms"].get("baseline")) else ""
-            out.append(
-                f"- {env}, {what}: {word}: {_fmt(p['mean'])} [{_fmt(lo)}, {_fmt(hi)}] over {p['n']} paired seeds{weight}."
-            )
+            out.append(f"- {env}, {what}: {word}: {' '.join(_mean_ci(p))} over {p['n']} paired seeds{weight}.")
     return "\n".join(out)
 
 
@@ -204,20 +216,29 @@ def _ensemble_lines(ensembles: dict) -> list[str]:
     lines = [
         "",
         "SWAG and ensembles of the averages (scripts/ensemble.py, test episodes; per-seed policies: mean over seeds; "
-        "MultiSWA: the seeds' averages as one ensemble; MultiSWAG: their drawn policies as one; "
-        "Spearman: the drawn policies' disagreement on an episode's states vs its return):",
+        "MultiSWA: the seeds' averages as one ensemble; MultiSWAG: their drawn policies as one):",
         "",
-        "| arm | seeds | online | single average | SWAG | SWAG - single average [95% CI] (wins) "
-        "| MultiSWA | MultiSWAG | Spearman |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| arm | seeds | online | single average | SWAG | SWAG - single average [95% CI] (wins) | MultiSWA | MultiSWAG |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    rhos = []
     for variant, e in ensembles.items():
         swag = e.get("swag - single")
-        cells = [variant, e["seeds"], _fmt(e["online"]), _fmt(e["single"]), _fmt(e.get("swag", np.nan))]
-        cells.append(f"{_fmt(swag['mean'])} {_ci(swag)} ({swag['wins']})" if swag else "n/a")
-        rho = e.get("spearman", np.nan)
-        cells += [_fmt(e["multiswa"]), _fmt(e.get("multiswag", np.nan)), "n/a" if np.isnan(rho) else f"{rho:+.2f}"]
+        scores = (e["online"], e["single"], e.get("swag", np.nan), e["multiswa"], e.get("multiswag", np.nan))
+        d = decimals(*scores, *((swag["mean"], *swag["ci"]) if swag else ()))
+        cells = [variant, e["seeds"], *(_fmt(x, d) for x in scores[:3])]
+        ci = f"[{_fmt(swag['ci'][0], d)}, {_fmt(swag['ci'][1], d)}]" if swag else ""
+        cells.append(f"{_fmt(swag['mean'], d)} {ci} ({swag['wins']})" if swag else "n/a")
+        cells += [_fmt(scores[3], d), _fmt(scores[4], d)]
         lines.append(_row(cells))
+        if not np.isnan(rho := e.get("spearman", np.nan)):
+            rhos.append(f"{variant} {_fmt(rho)}")
+    if rhos:  # a correlation, not a return: a line of its own
+        lines += [
+            "",
+            f"Spearman correlation of the drawn policies' disagreement on an episode's states with its return: "
+            f"{', '.join(rhos)}.",
+        ]
     return lines
 
 
