@@ -94,6 +94,12 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
         return make_env(cfg, env_id, n, seed, training=False)
 
     det, base = cfg.eval.deterministic, cfg.eval.seed
+    from rl_swa.selection import check_budget
+
+    try:
+        check_budget(len(candidates), episodes)
+    except ValueError as exc:
+        raise ConfigError(f"{run}: {exc}") from None
     policy, result = run_selection(candidates, make, episodes, level, det, base)
     policy.save(run / "deployed_policy.safetensors")
     deployed_model(run, cfg, policy)

@@ -4,13 +4,15 @@ Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 int
 :class:`SWAConfig` (its settings, validated once), :class:`SWAEvaluation` and :class:`PosthocRecorder`
 (parts that combine with it), :class:`SWAPolicy` (the averaged policy), :class:`SWAGRecorder` and
 :class:`SWAGPolicy` (SWA-Gaussian), :class:`EnsemblePolicy` (MultiSWA), :class:`OnAverage` (any SB3 callback on the averaged
-weights), the SWA-phase LR schedules and the BatchNorm helper.
+weights), :func:`select_policy` (the policy to deploy, chosen after training), the SWA-phase LR
+schedules and the BatchNorm helper.
 """
 
 from rl_swa.averaging import WeightAverage, flatten_parameters
 from rl_swa.batch_norm import update_batch_norm
 from rl_swa.callback import SWACallback
 from rl_swa.config import Average, SWAConfig
+from rl_swa.deploy import select_policy
 from rl_swa.ensemble import EnsemblePolicy
 from rl_swa.evaluation import SWAEvaluation
 from rl_swa.on_average import OnAverage
@@ -39,6 +41,7 @@ __all__ = [
     "SWAPolicy",
     "WeightAverage",
     "flatten_parameters",
+    "select_policy",
     "update_batch_norm",
     "__version__",
 ]

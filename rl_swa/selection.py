@@ -6,7 +6,7 @@ spends an episode budget in two parts:
 
 1. **Race** (successive halving, Karnin et al. 2013): every surviving candidate plays the same new
    episode seeds each round; the better half by mean return over all its episodes goes on, until
-   one is left: the *leader*.
+   one is left: the *leader*. The race's budget is spread evenly over the rounds still to come.
 2. **Confirmation**: the leader and the *default* (the final online weights) play the same fresh
    episodes, never seen by the race; the leader is deployed only when a one-sided paired t-test
    finds it better at ``level``. Otherwise the default is deployed.
@@ -63,6 +63,33 @@ class Candidate:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def race_minimum(n: int) -> int:
+    """Episodes the race of ``n`` candidates needs at least: one per survivor and round."""
+    survivors, total = n, 0
+    while survivors > 1:
+        total += survivors
+        survivors = math.ceil(survivors / 2)
+    return total
+
+
+def check_budget(n: int, episodes: int, confirm_share: float = 0.5) -> tuple[int, int]:
+    """(confirmation pairs, race budget) of ``episodes`` for ``n`` candidates; a budget too small
+    for the race raises ``ValueError`` naming the least that is enough."""
+
+    def split(e: int) -> tuple[int, int]:
+        pairs = max(MIN_PAIRS, int(e * confirm_share) // 2)
+        return pairs, max(e - 2 * pairs, 0)
+
+    pairs, race_budget = split(episodes)
+    if race_budget < race_minimum(n):
+        least = next(e for e in itertools.count(episodes) if split(e)[1] >= race_minimum(n))
+        raise ValueError(
+            f"episodes={episodes} is not allowed for {n} candidates: the race needs one episode per survivor and round "
+            f"({race_minimum(n)}), the confirmation {2 * pairs}; use episodes >= {least}"
+        )
+    return pairs, race_budget
+
+
 def paired_test(leader: Sequence[float], default: Sequence[float], level: float) -> dict[str, float | bool]:
     """One-sided paired t-test of ``leader > default`` on the same episodes: the mean difference,
     its lower confidence bound at ``1 - level``, the p-value and whether the leader is better."""
@@ -99,15 +126,16 @@ def choose(
     n = len(names)
     if n < 1 or not 0 <= default < n:
         raise ValueError(f"default={default!r} is not allowed; it must index one of the {n} candidates")
-    pairs = max(MIN_PAIRS, int(episodes * confirm_share) // 2)
-    race_budget = max(episodes - 2 * pairs, 0)
+    pairs, race_budget = check_budget(n, episodes, confirm_share)
     seeds = itertools.count(episode_seeds("validation", base_seed, 1)[0])
     returns: dict[int, list[float]] = {i: [] for i in range(n)}
     alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
     rounds = math.ceil(math.log2(n)) if n > 1 else 0
     eliminated_in: dict[int, int] = {}
+    left = race_budget
     for r in range(rounds):
-        k = max(1, race_budget // (rounds * len(alive)))
+        k = max(1, left // ((rounds - r) * len(alive)))  # what is left, spread over the rounds to come
+        left -= k * len(alive)
         batch = [next(seeds) for _ in range(k)]
         for i in alive:
             returns[i] += [float(x) for x in play(i, batch)]

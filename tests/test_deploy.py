@@ -59,7 +59,7 @@ def test_select_policy_after_plain_sb3_training(tmp_path):
     with pytest.raises(RuntimeError, match="train first"):
         select_policy(swa, "CartPole-v1", episodes=40)
     model.learn(3000, callback=swa)
-    policy, table = select_policy(swa, "CartPole-v1", episodes=40)
+    policy, table = select_policy(swa, "CartPole-v1", episodes=80)
     kinds = {row["kind"] for row in table}
     assert kinds == {"online", "best", "average", "online_point", "window", "ema"}
     assert table[0]["name"] == "online" and sum(row["decision"] == "deployed" for row in table) == 1
@@ -92,7 +92,9 @@ def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path)
     )
     assert train.returncode == 0, train.stderr
     rundir = tmp_path / "classic_cartpole_a2c/CartPole-v1/baseline/seed0"
-    proc = run(ROOT / "scripts/select_policy.py", rundir, "--episodes", "40", "--test-episodes", "3")
+    too_few = run(ROOT / "scripts/select_policy.py", rundir, "--episodes", "40")
+    assert too_few.returncode == 2 and "use episodes >= " in too_few.stderr and too_few.stderr.count("\n") == 1
+    proc = run(ROOT / "scripts/select_policy.py", rundir, "--episodes", "80", "--test-episodes", "3")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("deployed: ")
     selection = json.loads((rundir / "selection.json").read_text())

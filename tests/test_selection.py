@@ -52,7 +52,7 @@ def test_a_worse_candidate_is_deployed_at_most_at_the_level(falls):
         stub = Stub(means, rep, falls)
         result = choose(stub.play, [f"c{i}" for i in range(16)], default=0, episodes=200, level=LEVEL)
         ours += result["deployed_index"] != 0
-        assert stub.played == result["episodes"] <= 200 + 16
+        assert stub.played == result["episodes"] <= 200
         naive_wrong += naive(Stub(means, rep, falls), 16, 200) != 0
     assert ours / REPS <= LEVEL + SLACK, ours / REPS
     assert naive_wrong / REPS > 0.5  # the naive rule fails the same requirement
@@ -81,6 +81,14 @@ def test_paired_test_on_known_differences():
     assert not paired_test([1, 2, 3], [1, 2, 3], 0.05)["better"]
     r = paired_test([1.0, 2.0, 0.0, 3.0], [0.0, 1.0, 1.0, 1.0], 0.05)
     assert r["mean_difference"] == pytest.approx(0.75) and not r["better"] and r["lower_bound"] < 0
+
+
+def test_the_budget_is_never_exceeded_and_a_too_small_one_names_the_least():
+    for n, episodes in ((33, 200), (33, 135), (16, 60), (2, 20), (100, 1000), (7, 1234)):
+        spent = choose(lambda i, seeds: [float(i)] * len(seeds), [f"c{i}" for i in range(n)], episodes=episodes)["episodes"]
+        assert spent <= episodes
+    with pytest.raises(ValueError, match=r"episodes=40 is not allowed for 33 candidates.*use episodes >= 135"):
+        choose(lambda i, seeds: [0.0] * len(seeds), [f"c{i}" for i in range(33)], episodes=40)
 
 
 @pytest.mark.parametrize("episodes,level", [(5, 0.05), (200, 0.0), (200, 0.7), (True, 0.05), (200, "0.05")])
