@@ -16,7 +16,7 @@ import torch
 
 from agents.config import ConfigError, parse_config
 from agents.provenance import code_version, cpu_model
-from agents.rundir import read_yaml
+from agents.rundir import read_json, read_yaml
 from rl_swa.files import atomic_write
 
 FILE_ERRORS = (ValueError, RuntimeError, EOFError, OSError, KeyError, pickle.UnpicklingError)
@@ -43,15 +43,18 @@ def load_candidates(run: Path):
         files += [(f.stem.removeprefix("average_"), "average", f) for f in sorted(run.glob("average_*.safetensors"))]
         for name, kind, path in files:
             if path.is_file():
-                candidates.append(Candidate(name, kind, lambda path=path: SWAPolicy.load(path, device="cpu")))
+                policy = SWAPolicy.load(path, device="cpu")
+                candidates.append(Candidate(name, kind, lambda policy=policy: policy))
         points = []
         if (run / "posthoc.pt").is_file():
             saved = torch.load(run / "posthoc.pt", weights_only=True)  # tensors and plain data only: runs no code
             if not isinstance(saved, dict) or not isinstance(saved.get("points"), list):
                 raise ValueError(f"{run / 'posthoc.pt'}: holds no saved points")
             points = saved["points"]
-        candidates += posthoc_candidates(points, online)
-    except FILE_ERRORS as exc:
+        for c in posthoc_candidates(points, online):  # built now: a damaged file fails here, in one line
+            policy = c.make()
+            candidates.append(Candidate(c.name, c.kind, lambda policy=policy: policy, c.info))
+    except (*FILE_ERRORS, TypeError, AttributeError) as exc:
         raise ConfigError(f"{run}: {exc}".replace("\n", " ")) from None
     return cfg, meta["env"], candidates, online, points
 
@@ -88,6 +91,9 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
     from rl_swa.deploy import play_episodes, run_selection
     from rl_swa.selection import episode_seeds
 
+    train = read_json(run / "result.json")  # a damaged one: one line, before any episode is played
+    if not isinstance(train, dict):
+        raise ConfigError(f"{run / 'result.json'}: not a run's result")
     cfg, env_id, candidates, online, points = load_candidates(run)
 
     def make(n: int, seed: int):
@@ -103,7 +109,6 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
     policy, result = run_selection(candidates, make, episodes, level, det, base)
     policy.save(run / "deployed_policy.safetensors")
     deployed_model(run, cfg, policy)
-    train = json.loads((run / "result.json").read_text())
     out = {
         "run": str(run),
         "env": env_id,

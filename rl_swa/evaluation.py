@@ -92,7 +92,7 @@ class SWAEvaluation(BaseCallback):
             self._env = normalized_eval_env(self.model.get_env(), env)
 
     def _on_training_start(self) -> None:
-        add_overlay(self.logger)  # online vs averaged reward in one TensorBoard chart
+        add_overlay(self.logger, list(self.swa.averages))  # the TensorBoard charts: margins first
 
     def due(self) -> bool:
         """A periodic evaluation now (the last one comes at training end, after the last update)."""
@@ -112,7 +112,6 @@ class SWAEvaluation(BaseCallback):
         if self.evaluations and self.evaluations[-1]["step"] == self.num_timesteps:
             self.evaluations.pop()
         self.evaluate()
-        self.logger.dump(self.num_timesteps)
 
     def _play(self, prefix: str, row: dict) -> None:
         self._env.seed(self.eval_seed)
@@ -153,7 +152,14 @@ class SWAEvaluation(BaseCallback):
         for key, value in row.items():
             if key != "step":
                 self.logger.record(f"{'swa' if key in DIAGNOSTICS else 'eval'}/{key}", value)
+        if online:  # what a reader of TensorBoard wants to see: each average's margin over the online policy
+            for name in swa.averages:
+                if f"{name}_mean_reward" in row:
+                    self.logger.record(f"eval/margin_{name}", row[f"{name}_mean_reward"] - row["online_mean_reward"])
         self.evaluations.append(row)
+        # as SB3's EvalCallback: written now, with its step (SB3 writes only every log_interval
+        # rollouts, and a later record of the same key would replace this one)
+        self.logger.dump(self.num_timesteps)
         if self.verbose:
             shown = f", swa {row['swa_mean_reward']:.2f}" if "swa_mean_reward" in row else ""
             print(f"[rl_swa] step {row['step']}: online {row.get('online_mean_reward', float('nan')):.2f}{shown}")

@@ -718,7 +718,29 @@ def test_library_users_get_the_tensorboard_overlay(tmp_path):
     model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", tensorboard_log=str(tmp_path))
     model.learn(200, callback=SWACallback(start=0.5, eval_env="CartPole-v1", eval_freq=100, n_eval_episodes=1))
     blobs = b"".join(p.read_bytes() for p in tmp_path.rglob("events.out.tfevents.*"))
-    assert b"eval reward: online vs averaged" in blobs and b"eval/swa_mean_reward" in blobs
+    assert b"SWA: did averaging help?" in blobs and b"eval/swa_mean_reward" in blobs
+
+
+def test_tensorboard_shows_each_averages_margin_over_the_online_policy(tmp_path):
+    """One chart per quantity (TensorBoard colours by run): each average's margin over the online policy
+    is its own scalar, equal to the two rewards' difference at every evaluation."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rl_swa.overlay import HELPED, REWARDS, layout
+
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", tensorboard_log=str(tmp_path))
+    swa = SWACallback(start=0.25, eval_env="CartPole-v1", eval_freq=100, n_eval_episodes=2, averages=["swa@0.5"])
+    model.learn(400, callback=swa)
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    for name in ("swa", "swa_0.5"):
+        margins = scalars[f"eval/margin_{name}"]
+        rewards = [r for r in swa.evaluations if f"{name}_mean_reward" in r]
+        assert margins == pytest.approx([r[f"{name}_mean_reward"] - r["online_mean_reward"] for r in rewards])
+    charts = layout(["swa", "swa_0.5"])
+    assert list(charts) == [HELPED, REWARDS] and list(charts[HELPED]) == ["swa - online", "swa_0.5 - online"]
+    assert all(len(tags) == 1 for _, tags in charts[HELPED].values())  # one quantity a chart
 
 
 @pytest.mark.parametrize("algo, env", [("a2c", "CartPole-v1"), ("ddpg", "Pendulum-v1")])

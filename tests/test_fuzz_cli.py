@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agents.cli import evaluate, posthoc, report, train
+from agents.cli import evaluate, posthoc, report, select, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = ROOT / "configs/classic/cartpole_a2c.yaml"
@@ -174,11 +174,20 @@ def damage(path: Path, how: str, where: float) -> None:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     name=st.sampled_from(
-        ["result.json", "eval.csv", "config.yaml", "policy.safetensors", "swa_policy.safetensors", "posthoc.pt", "command.txt"]
+        [
+            "result.json",
+            "eval.csv",
+            "config.yaml",
+            "policy.safetensors",
+            "swa_policy.safetensors",
+            "best_policy.safetensors",
+            "posthoc.pt",
+            "command.txt",
+        ]
     ),
     how=st.sampled_from(["truncate", "garbage", "empty", "delete"]),
     where=st.floats(0, 1),
-    command=st.sampled_from(["resume", "evaluate", "report", "posthoc"]),
+    command=st.sampled_from(["resume", "evaluate", "report", "posthoc", "select"]),
 )
 # the cases seen to end in a traceback: always tried
 @example(name="result.json", how="truncate", where=0.5, command="report")
@@ -190,6 +199,8 @@ def damage(path: Path, how: str, where: float) -> None:
 @example(name="result.json", how="delete", where=0.0, command="resume")
 @example(name="command.txt", how="garbage", where=0.0, command="resume")
 @example(name="config.yaml", how="truncate", where=0.3, command="resume")
+@example(name="posthoc.pt", how="garbage", where=0.5, command="select")
+@example(name="best_policy.safetensors", how="garbage", where=0.5, command="select")
 def test_damaged_run_files(tmp_path, capsys, finished_run, name, how, where, command):
     exp = tmp_path / "exp"
     if exp.exists():
@@ -205,8 +216,14 @@ def test_damaged_run_files(tmp_path, capsys, finished_run, name, how, where, com
         "evaluate": (evaluate.main, [run / "swa_policy.safetensors", "--episodes", "1"]),
         "report": (report.main, [exp, "--reps", "20"]),
         "posthoc": (posthoc.main, [run, "--val-episodes", "1", "--test-episodes", "1", "--sigma-rels", "0.1"]),
+        "select": (select.main, [run, "--episodes", "80"]),
     }[command]
     code, err = cli(main, argv, capsys)
     if command == "report":  # a report writes only under report/
         before = {p: t for p, t in before.items() if "report" not in p.parts}
-    check(code, err, before, {p: t for p, t in listing(exp).items() if command != "report" or "report" not in p.parts})
+    after = {p: t for p, t in listing(exp).items() if command != "report" or "report" not in p.parts}
+    if command == "select" and code == 0:  # select writes its three files, nothing else
+        made = {p.name for p in set(after) - set(before)}
+        assert made <= {"deployed_policy.safetensors", "deployed_model.zip", "selection.json"}, made
+        after = {p: t for p, t in after.items() if p in before}
+    check(code, err, before, after)
