@@ -10,6 +10,7 @@
 #   bash scripts/campaign.sh status    # finished runs per grid (and those awaiting post-hoc), running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
 #   bash scripts/campaign.sh posthoc [EXPERIMENT...]  # post-hoc choice for finished runs that lack one, each with its grid's code
+#   bash scripts/campaign.sh deploy_score  # the deployed policy (rl-swa select, test episodes) of finished deployment runs
 #
 # CAMPAIGN_DIR (default: ../campaign next to the repository) holds one clone and one venv per code
 # version, the run directories and the logs; rerunning `start` skips finished runs and resumes
@@ -50,6 +51,8 @@ DEPLOY_GRIDS=(
   "deploy-breakout-10m|$DEPLOY_CODE|configs/atari/a2c.yaml|ALE/Breakout-v5|3|variants=[baseline] budgets.short.timesteps=2500000 budgets.short.eval_freq=250000 experiment=deploy_atari_a2c_10m_frames"
 )
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
+# The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs).
+DEPLOY_SCORING="select-2=d745bda1f2e589e9b6acb2737ca0fc80e6c31620"
 
 # experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
 # policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
@@ -169,7 +172,7 @@ collect() {
   local dest=$REPO/docs/results/campaign
   (cd "$RUNS" && find . -name result.json -printf '%h\n') | while read -r run; do
     mkdir -p "$dest/$run"
-    for f in result.json eval.csv config.yaml command.txt posthoc.json; do
+    for f in result.json eval.csv config.yaml command.txt posthoc.json selection.json; do
       [ -f "$RUNS/$run/$f" ] && cp "$RUNS/$run/$f" "$dest/$run/$f"
     done
     prefix=$(dirname "$(dirname "$run")")/prefix/$(basename "$run")
@@ -207,6 +210,22 @@ posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, ru
       # shellcheck disable=SC2086
       (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" $args > /dev/null) || echo "posthoc failed: $run"
     done
+  done
+}
+
+deploy_score() {  # every finished deployment run without selection.json, by the scoring clone: the exhaustive
+  # post-hoc choice (scripts/posthoc.py, compared against), then rl-swa select with 50 test episodes. Their inputs
+  # (posthoc.pt, the policies) are not committed: score each run in the session it finishes, then `collect`.
+  local run
+  use_code "$DEPLOY_SCORING"
+  setup > /dev/null
+  (cd "$RUNS" && find . -path './deploy_*' -name result.json -printf '%h\n' | sort) | while read -r run; do
+    [ -f "$RUNS/$run/selection.json" ] && continue
+    echo "deploy_score $run (code $tag)"
+    if [ ! -f "$RUNS/$run/posthoc.json" ]; then
+      (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" --together > /dev/null) || { echo "posthoc failed: $run"; continue; }
+    fi
+    (cd "$WT" && "$PY" scripts/select_policy.py "$RUNS/$run" --test-episodes 50) || echo "select failed: $run"
   done
 }
 
