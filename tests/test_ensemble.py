@@ -94,6 +94,8 @@ def test_ensemble_script_scores_a_grids_averaged_policies_on_the_test_episodes(t
     members = [SWAPolicy.load(exp / f"CartPole-v1/baseline/seed{s}/swa_policy.safetensors", device="cpu") for s in (0, 1)]
     assert result["test_members"] == [play(m, cfg, "CartPole-v1", seeds, True) for m in members]
     assert result["test_ensemble"] == play(EnsemblePolicy(members), cfg, "CartPole-v1", seeds, True)
+    online = [SWAPolicy.load(exp / f"CartPole-v1/baseline/seed{s}/policy.safetensors", device="cpu") for s in (0, 1)]
+    assert result["test_online_ensemble"] == play(EnsemblePolicy(online), cfg, "CartPole-v1", seeds, True)
     swags = [SWAGPolicy.load(exp / f"CartPole-v1/baseline/seed{s}/swag_policy.safetensors", device="cpu") for s in (0, 1)]
     assert result["test_swag"] == [play(s, cfg, "CartPole-v1", seeds, True) for s in swags]
     multi = EnsemblePolicy([m for s in swags for m in s.ensemble().members], seed=0)

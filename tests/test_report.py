@@ -220,6 +220,7 @@ def test_swag_and_ensemble_scores_are_reported(grid):
         "test_ensemble": 33.0,
         "test_swag": [12.0, 19.0, 34.0],
         "test_multiswag": 35.0,
+        "test_online_ensemble": 31.0,
         "swag_disagreement_vs_return_spearman": -0.5,
     }
     (grid / "ensemble_Toy-v0_swa.json").write_text(json.dumps(scores))
@@ -231,7 +232,7 @@ def test_swag_and_ensemble_scores_are_reported(grid):
     swa = ens["swa"]
     assert swa["single"] == pytest.approx(20.0) and swa["swag"] == pytest.approx(65 / 3) and swa["multiswa"] == 33.0
     assert swa["swag - single"]["mean"] == pytest.approx(5 / 3) and swa["swag - single"]["wins"] == 2
-    assert "| swa | 3 | 2.0 | 20.0 | 21.7 | 1.7 [" in text and "| 33.0 | 35.0 |" in text
+    assert "| swa | 3 | 2.0 | 20.0 | 21.7 | 1.7 [" in text and "| 33.0 | 35.0 | 31.0 |" in text
     assert "with its return: baseline -0.500, swa -0.500." in text
 
 

@@ -4,7 +4,8 @@
 
 Members: every finished seed's ``swa_policy.safetensors`` of one (env, variant). The ensemble acts
 with the members' mean action (continuous) or mean probability (discrete) (``rl_swa.EnsemblePolicy``).
-The ensemble, each member and each seed's online policy play the same test episodes as
+The ensemble, each member, each seed's online policy and the ensemble of the seeds' online
+policies (MultiSWA's rival at equal compute) play the same test episodes as
 ``scripts/posthoc.py`` (seeds from the config's ``eval.seed``); with ``swa.swag_rank`` set, so do
 each seed's SWAG policy and MultiSWAG (every seed's drawn policies as one ensemble). Writes
 ``<experiment>/ensemble_<env>_<variant>.json``.
@@ -112,6 +113,8 @@ def main() -> int:
         "test_members_mean": float(np.mean(averaged)),
         "test_best_member": float(np.max(averaged)),
         "test_online": [play(m, cfg, args.env, seeds, det) for m in online],
+        # MultiSWA's fair rival at equal compute: the same seeds' online weights as one ensemble
+        "test_online_ensemble": play(EnsemblePolicy(online), cfg, args.env, seeds, det),
     }
     result.update(_swag_scores(runs, cfg, args.env, seeds, det))
     atomic_write(experiment / f"ensemble_{args.env.replace('/', '_')}_{args.variant}.json", json.dumps(result, indent=1))

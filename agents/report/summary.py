@@ -168,6 +168,7 @@ def ensemble_summary(scores: dict, reps: int) -> dict:
         "online": float(np.mean(scores["test_online"])),
         "single": float(np.mean(scores["test_members"])),
         "multiswa": float(scores["test_ensemble"]),
+        "online_ensemble": float(scores.get("test_online_ensemble", np.nan)),  # scored since its rival was named
     }
     if "test_swag" in scores:
         d = np.array(scores["test_swag"], dtype=float) - np.array(scores["test_members"], dtype=float)

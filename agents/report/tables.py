@@ -216,20 +216,23 @@ def _ensemble_lines(ensembles: dict) -> list[str]:
     lines = [
         "",
         "SWAG and ensembles of the averages (scripts/ensemble.py, test episodes; per-seed policies: mean over seeds; "
-        "MultiSWA: the seeds' averages as one ensemble; MultiSWAG: their drawn policies as one):",
+        "MultiSWA: the seeds' averages as one ensemble; MultiSWAG: their drawn policies as one; "
+        "online ensemble: the seeds' online weights as one, MultiSWA's rival at equal compute):",
         "",
-        "| arm | seeds | online | single average | SWAG | SWAG - single average [95% CI] (wins) | MultiSWA | MultiSWAG |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | seeds | online | single average | SWAG | SWAG - single average [95% CI] (wins) | MultiSWA | MultiSWAG "
+        "| online ensemble |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rhos = []
     for variant, e in ensembles.items():
         swag = e.get("swag - single")
         scores = (e["online"], e["single"], e.get("swag", np.nan), e["multiswa"], e.get("multiswag", np.nan))
+        scores += (e.get("online_ensemble", np.nan),)
         d = decimals(*scores, *((swag["mean"], *swag["ci"]) if swag else ()))
         cells = [variant, e["seeds"], *(_fmt(x, d) for x in scores[:3])]
         ci = f"[{_fmt(swag['ci'][0], d)}, {_fmt(swag['ci'][1], d)}]" if swag else ""
         cells.append(f"{_fmt(swag['mean'], d)} {ci} ({swag['wins']})" if swag else "n/a")
-        cells += [_fmt(scores[3], d), _fmt(scores[4], d)]
+        cells += [_fmt(x, d) for x in scores[3:]]
         lines.append(_row(cells))
         if not np.isnan(rho := e.get("spearman", np.nan)):
             rhos.append(f"{variant} {_fmt(rho)}")
