@@ -52,7 +52,7 @@ DEPLOY_GRIDS=(
 )
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs).
-DEPLOY_SCORING="select-2=d745bda1f2e589e9b6acb2737ca0fc80e6c31620"
+DEPLOY_SCORING="select-3=3385c371bceaa71808e90d81117345cfa9f54eea"
 
 # experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
 # policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
@@ -226,6 +226,21 @@ deploy_score() {  # every finished deployment run without selection.json, by the
       (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" --together > /dev/null) || { echo "posthoc failed: $run"; continue; }
     fi
     (cd "$WT" && "$PY" scripts/select_policy.py "$RUNS/$run" --test-episodes 50) || echo "select failed: $run"
+  done
+  # MultiSWA (the seeds' fixed-start averages as one ensemble) against the seeds' online weights as one, 50 test
+  # episodes; made again whenever more seeds have finished than the ensemble file holds
+  local exp env done have
+  for exp in "$RUNS"/deploy_*/; do
+    for env in "$exp"*/baseline; do
+      [ -d "$env" ] || continue
+      done=$(find "$env" -maxdepth 2 -name result.json | wc -l)
+      have=$(grep -o '"seed[0-9]*"' "$exp/ensemble_$(basename "$(dirname "$env")")_baseline.json" 2>/dev/null | wc -l)
+      if [ "$done" -ge 2 ] && [ "$done" != "$have" ]; then
+        echo "deploy_score ensemble $env ($done seeds)"
+        (cd "$WT" && "$PY" scripts/ensemble.py "$exp" --env "$(sed -n 's/^env: //p' "$(find "$env" -name config.yaml | head -1)")" \
+            --test-episodes 50 > /dev/null) || echo "ensemble failed: $env"
+      fi
+    done
   done
 }
 

@@ -1,7 +1,7 @@
 """Try settings of `rl-swa select` on finished runs: episode budgets, levels and candidate sets.
 
     python scripts/select_settings.py RUN_DIR [RUN_DIR ...] [--episodes 100 200 400] [--levels 0.05 0.1 0.2]
-        [--sets all averages no-points] [--test-episodes 50] [--out FILE.json]
+        [--sets all averages no-points] [--test-episodes 50] [--out FILE.json]   # --episodes default: 150 200 400
 
 For each run and each setting, the selection runs on validation episodes as `rl-swa select` does;
 the deployed candidate is then scored on test episodes (each candidate once per run, cached), next
@@ -33,7 +33,7 @@ SETS = {  # candidate kinds each set keeps; the default (the final online weight
 def _args() -> argparse.Namespace:
     p = Parser(description=__doc__)
     p.add_argument("runs", nargs="+")
-    p.add_argument("--episodes", type=int_in(20, 10**6), nargs="+", default=[100, 200, 400])
+    p.add_argument("--episodes", type=int_in(20, 10**6), nargs="+", default=[150, 200, 400])
     p.add_argument("--levels", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     p.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["all", "averages", "no-points"])
     p.add_argument("--test-episodes", type=int_in(1, 10**5), default=50)
@@ -70,7 +70,11 @@ def main() -> int:
             pool = [c for c in candidates if SETS[name] is None or c.kind in SETS[name]]
             for episodes in args.episodes:
                 for level in args.levels:
-                    _, result = run_selection(pool, make, episodes, level, det, base)
+                    try:
+                        _, result = run_selection(pool, make, episodes, level, det, base)
+                    except ValueError as exc:  # a budget too small for this many candidates
+                        print(f"{run} {name} {episodes} {level}: {exc}", flush=True)
+                        continue
                     chosen = pool[result["deployed_index"]]
                     deployed, online = on_test(chosen), on_test(pool[0])
                     rows.append(
