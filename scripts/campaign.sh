@@ -234,7 +234,7 @@ deploy_score() {  # every finished deployment run without selection.json, by the
     for env in "$exp"*/baseline; do
       [ -d "$env" ] || continue
       done=$(find "$env" -maxdepth 2 -name result.json | wc -l)
-      have=$(grep -o '"seed[0-9]*"' "$exp/ensemble_$(basename "$(dirname "$env")")_baseline.json" 2>/dev/null | wc -l)
+      have=$({ grep -o '"seed[0-9]*"' "$exp/ensemble_$(basename "$(dirname "$env")")_baseline.json" 2>/dev/null || true; } | wc -l)
       if [ "$done" -ge 2 ] && [ "$done" != "$have" ]; then
         echo "deploy_score ensemble $env ($done seeds)"
         (cd "$WT" && "$PY" scripts/ensemble.py "$exp" --env "$(sed -n 's/^env: //p' "$(find "$env" -name config.yaml | head -1)")" \
