@@ -110,5 +110,25 @@ def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path)
     for bad, field in ((["--episodes", "3"], "--episodes"), (["--level", "0.9"], "--level")):
         proc = run(ROOT / "scripts/select_policy.py", rundir, *bad)
         assert proc.returncode == 2 and field in proc.stderr and "Traceback" not in proc.stderr
+    # a stop at any moment: exit 3 in one line, the previous selection's files untouched
+    import signal
+    import time
+
+    before = {p.name: p.read_bytes() for p in rundir.iterdir() if p.is_file()}
+    slow = [
+        sys.executable,
+        str(ROOT / "scripts/select_policy.py"),
+        str(rundir),
+        "--episodes",
+        "2000",
+        "--test-episodes",
+        "2000",
+    ]
+    proc = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in rundir.iterdir() if p.is_file()} == before
     missing = run(ROOT / "scripts/select_policy.py", tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
