@@ -110,6 +110,26 @@ def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path)
     for bad, field in ((["--episodes", "3"], "--episodes"), (["--level", "0.9"], "--level")):
         proc = run(ROOT / "scripts/select_policy.py", rundir, *bad)
         assert proc.returncode == 2 and field in proc.stderr and "Traceback" not in proc.stderr
+    # RL Zoo's enjoy.py plays it from its own folder layout (<folder>/<algo>/<env>_<id>/<env>.zip)
+    zoo = tmp_path / "zoo" / "a2c" / "CartPole-v1_1"
+    zoo.mkdir(parents=True)
+    (zoo / "CartPole-v1.zip").write_bytes((rundir / "deployed_model.zip").read_bytes())
+    enjoy = run(
+        "-m",
+        "rl_zoo3.enjoy",
+        "--algo",
+        "a2c",
+        "--env",
+        "CartPole-v1",
+        "-f",
+        tmp_path / "zoo",
+        "--exp-id",
+        "1",
+        "--no-render",
+        "-n",
+        "300",
+    )
+    assert enjoy.returncode == 0 and "Episode Reward" in enjoy.stdout, enjoy.stderr[-2000:]
     # a stop at any moment: exit 3 in one line, the previous selection's files untouched
     import signal
     import time
