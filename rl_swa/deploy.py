@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
@@ -61,15 +62,19 @@ def play_episodes(policy, make_env: MakeEnv, seeds: Sequence[int], deterministic
             ended.append(i)
 
     try:
-        rewards, _ = evaluate_policy(
-            policy,
-            env,
-            n_eval_episodes=len(seeds),
-            deterministic=deterministic,
-            return_episode_rewards=True,
-            warn=False,
-            callback=hook,
-        )
+        # sampled actions drawn from a generator seeded by the episodes: the same episodes play the
+        # same way again, and candidates on the same seeds share their draws (common random numbers)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeds[0])
+            rewards, _ = evaluate_policy(
+                policy,
+                env,
+                n_eval_episodes=len(seeds),
+                deterministic=deterministic,
+                return_episode_rewards=True,
+                warn=False,
+                callback=hook,
+            )
     finally:
         env.close()
     by_env = dict(zip(ended, rewards, strict=True))

@@ -51,6 +51,17 @@ def test_episodes_are_played_from_their_own_seeds():
         play_episodes(Heuristic(), make, [1, 3])
 
 
+def test_sampled_actions_replay_the_same_on_the_same_episodes():
+    """Stochastic evaluation (the Atari configs'): the same seeds give the same returns again, and the
+    global torch generator is left as it was."""
+    model = A2C("MlpPolicy", "CartPole-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    state = torch.get_rng_state()
+    first = play_episodes(model.policy, make, [3, 4, 5, 6], deterministic=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(5)  # whatever the caller draws in between
+    assert play_episodes(model.policy, make, [3, 4, 5, 6], deterministic=False) == first
+
+
 def test_select_policy_after_plain_sb3_training(tmp_path):
     model = A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu", policy_kwargs=dict(net_arch=[16]))
     swa = SWACallback(
