@@ -52,7 +52,7 @@ DEPLOY_GRIDS=(
 )
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs).
-DEPLOY_SCORING="select-3=3385c371bceaa71808e90d81117345cfa9f54eea"
+DEPLOY_SCORING="select-4=7658feb5891f6dfd2a6ac3e8f1556e5afe07f098"
 
 # experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
 # policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
