@@ -10,6 +10,7 @@ from agents.config import ConfigError
 from agents.report import (
     curve_series,
     load_runs,
+    markdown,
     summarize,
     write_report,
 )
@@ -313,8 +314,18 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
     assert d["mean"] == pytest.approx(np.mean([1.6 - 11.6, 0, 0])) and d["wins"] == 0 and d["ties"] == 2
     assert sel["deployed - best evaluated"]["mean"] == pytest.approx(np.mean([1.6 - 15, 20 - 18, 30 - 36]))
     assert "fixed-start average" not in str(sel)  # not scored: no row
-    from agents.report import markdown
-
+    # pooled over envs: paired wins (ties half), an env under 3 scored runs left out and named
+    for seed in range(2):
+        _write_run(grid, "Other-v0", "baseline", seed, [(1, 5, 6)])
+        test = {"online": [1.0, 2.0], "deployed": [3.0, 4.0]}
+        selection = {"deployed": "swa", "default": "online", "episodes": 200, "wall_s": 1.0, "train_wall_s": 10.0}
+        selection["test"] = {"returns": test, "means": {k: float(np.mean(v)) for k, v in test.items()}}
+        (grid / "Other-v0" / "baseline" / f"seed{seed}" / "selection.json").write_text(json.dumps(selection))
+    summary = summarize(load_runs(grid), reps=500)
+    pooled = summary["selection_pooled"]["baseline"]["deployed - online"]
+    assert pooled["value"] == pytest.approx((0 + 0.5 + 0.5) / 3) and pooled["envs"] == ["Toy-v0"]
+    assert pooled["left_out"] == {"Other-v0": 2} and pooled["runs_per_env"] == 3
+    assert "over Toy-v0 (3 runs each); left out: Other-v0 (2 scored)" in markdown(summary, "t")
     text = markdown(summarize(load_runs(grid), reps=500), "t")
     assert "replaced the online weights in 1 of 3 runs" in text and "| deployed - best evaluated | 3 |" in text
 

@@ -96,9 +96,11 @@ def summarize(runs: list[dict], last_k: int = 3, reps: int = 2000, ensembles: li
             left_out[e] = "the baseline has not left random play"
     agg_envs = [e for e in envs if e not in left_out]
     aggregate = _aggregate({e: per_env[e] for e in agg_envs}, reps)
+    pooled = selection_pooled(per_env, reps)
     return {
         "envs": envs,
         "per_env": per_env,
+        **({"selection_pooled": pooled} if pooled else {}),
         "aggregate": aggregate,
         "aggregate_envs": agg_envs,
         "aggregate_left_out": left_out,
@@ -213,8 +215,37 @@ def selection_summary(runs: list[dict], env: str, reps: int) -> dict:
         for other in SELECTION_AGAINST if tests else ():
             d = np.array([t["means"]["deployed"] - t["means"][other] for t in tests if other in t["means"]])
             if d.size:
-                entry[f"deployed - {other}"] = paired_stats(d, reps)
+                entry[f"deployed - {other}"] = paired_stats(d, reps) | {"runs": [float(x) for x in d]}
         out[variant] = entry
+    return out
+
+
+def selection_pooled(per_env: dict, reps: int) -> dict:
+    """Over envs, per variant and alternative: the share of runs whose deployed policy scored above
+    the alternative on the test episodes (paired per run, ties half; scale-free, so envs pool),
+    each env weighing the same (its first n runs, n the fewest of the envs), with a stratified
+    bootstrap CI (runs resampled within each env). Envs under ``MIN_SEEDS_FOR_CI`` runs are left out."""
+    out: dict = {}
+    for variant in VARIANTS:
+        for other in SELECTION_AGAINST:
+            key = f"deployed - {other}"
+            cols = {
+                e: d["selection"][variant][key]["runs"]
+                for e, d in per_env.items()
+                if key in d.get("selection", {}).get(variant, {})
+            }
+            used = {e: c for e, c in cols.items() if len(c) >= MIN_SEEDS_FOR_CI}
+            if not used:
+                continue
+            n = min(len(c) for c in used.values())
+            wins = np.array([[(x > 0) + 0.5 * (x == 0) for x in c[:n]] for c in used.values()], dtype=float).T  # runs x envs
+            out.setdefault(variant, {})[key] = {
+                "value": float(wins.mean()),
+                "ci": stratified_bootstrap_ci(np.mean, wins, reps=reps),
+                "envs": list(used),
+                "runs_per_env": n,
+                "left_out": {e: len(c) for e, c in cols.items() if e not in used},
+            }
     return out
 
 

@@ -101,6 +101,17 @@ def markdown(summary: dict, title: str) -> str:
             scale = f" ({a['scale']})" if "scale" in a else ""
             lines.append(f"- {name}{scale}: {' '.join(_mean_ci(a, 'value'))}")
         lines.append("")
+    if pooled := summary.get("selection_pooled"):
+        lines += ["## The deployed policy over envs", ""]
+        for variant, comparisons in pooled.items():
+            for key, p in comparisons.items():
+                left = "; left out: " + ", ".join(f"{e} ({n} scored)" for e, n in p["left_out"].items()) if p["left_out"] else ""
+                lines.append(
+                    f"- {variant} runs, share of runs where {key.replace(' - ', ' beat ')} on the test episodes (ties half, "
+                    f"envs weighing the same, stratified bootstrap): {' '.join(_mean_ci(p, 'value'))} over "
+                    f"{', '.join(p['envs'])} ({p['runs_per_env']} runs each){left}"
+                )
+        lines.append("")
     lines.append(_verdict(summary))
     return "\n".join(lines) + "\n"
 
