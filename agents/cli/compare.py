@@ -293,13 +293,8 @@ def _checked(args):
 
     cfg = load_config(args.config, args.overrides)
     cfg.budget(args.budget)
-    for name, ok, allowed in (
-        ("--seeds", args.seeds >= 1, "an int >= 1"),
-        ("--jobs", args.jobs >= 1, "an int >= 1"),
-        ("--progress-every", args.progress_every > 0, "seconds > 0"),
-    ):
-        if not ok:
-            raise ConfigError(f"{name}: {getattr(args, name[2:].replace('-', '_'))} is not allowed; use {allowed}")
+    if not args.progress_every > 0:  # the integer arguments are checked by their argparse types
+        raise ConfigError(f"--progress-every: {args.progress_every} is not allowed; use seconds > 0")
     envs = args.envs or cfg.envs
     unknown = [e for e in envs if e not in cfg.envs]
     if unknown:

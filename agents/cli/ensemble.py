@@ -80,8 +80,6 @@ def main() -> int:
     p.add_argument("--variant", default="baseline")
     p.add_argument("--test-episodes", type=int_in(1, 10**5), default=10)
     args = p.parse_args()
-    if args.test_episodes < 1:
-        raise ConfigError(f"--test-episodes: {args.test_episodes} is not allowed; use an int >= 1")
     import torch
 
     from agents.cli.posthoc import episode_seeds, play

@@ -87,8 +87,6 @@ def main() -> int:
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic ones")
     p.add_argument("--video", default=None, metavar="DIR", help="record videos of the episodes here")
     args = p.parse_args()
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes: {args.episodes} is not allowed; use an int >= 1")
     agent = load_agent(Path(args.path), args.algo, args.trusted)
     env_id = args.env or getattr(agent, "metadata", {}).get("env_id")
     if not env_id:

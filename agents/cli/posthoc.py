@@ -33,8 +33,7 @@ from agents.config import ConfigError, parse_config
 from agents.provenance import code_version, cpu_model
 from agents.rundir import read_yaml
 from rl_swa.files import atomic_write
-
-VALIDATION_OFFSET = 1_000_000  # validation seeds: eval seed + 1e6 + i; test seeds: eval seed + i
+from rl_swa.selection import VALIDATION_OFFSET  # noqa: E402  validation seeds: eval seed + 1e6 + i; test seeds here: eval seed + i
 
 
 def episode_seeds(split: str, base: int, n: int) -> list[int]:
@@ -169,25 +168,14 @@ def _args() -> argparse.Namespace:
         check_sigma_rels("--sigma-rels", args.sigma_rels)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    for name in ("val_episodes", "test_episodes"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
     return args
 
 
 def _policy_maker(online):
     """weights -> an SWAPolicy of the online policy's class holding them (and its normalizer)."""
-    from rl_swa import SWAPolicy
-    from rl_swa.policy import copy_policy
+    from rl_swa.deploy import policy_with
 
-    def policy_with(weights: dict) -> SWAPolicy:
-        policy = copy_policy(online.policy)
-        state = policy.state_dict()
-        state.update(weights)
-        policy.load_state_dict(state)
-        return SWAPolicy(policy, obs_normalizer=online.obs_normalizer)
-
-    return policy_with
+    return lambda weights: policy_with(online, weights, metadata={})
 
 
 @guarded

@@ -24,9 +24,6 @@ def main() -> int:
     p.add_argument("--last-k", type=int_in(1, 1000), default=3)
     p.add_argument("--reps", type=int_in(1, 10**7), default=2000)
     args = p.parse_args()
-    for name in ("last_k", "reps"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)} is not allowed; use an int >= 1")
     for d in args.experiment_dir:
         if not Path(d).is_dir():
             raise ConfigError(f"{d}: no such folder")

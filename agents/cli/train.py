@@ -62,8 +62,6 @@ def main() -> int:
     env_id = args.env or cfg.envs[0]
     if env_id not in cfg.envs:
         raise ConfigError(f"--env: {env_id!r} is not in the config's envs {cfg.envs}")
-    if args.seed < 0:
-        raise ConfigError(f"--seed: {args.seed} is not allowed; use an int >= 0")
     cfg.budget(args.budget)
     return _train(
         cfg, env_id, args.variant, args.seed, args.budget, args.out, args.overwrite, args.fork, not args.no_progress, False

@@ -105,7 +105,9 @@ def markdown(summary: dict, title: str) -> str:
         lines += ["## The deployed policy over envs", ""]
         for variant, comparisons in pooled.items():
             for key, p in comparisons.items():
-                left = "; left out: " + ", ".join(f"{e} ({n} scored)" for e, n in p["left_out"].items()) if p["left_out"] else ""
+                left = (
+                    "; left out: " + ", ".join(f"{e} ({n} scored)" for e, n in p["left_out"].items()) if p["left_out"] else ""
+                )
                 lines.append(
                     f"- {variant} runs, share of runs where {key.replace(' - ', ' beat ')} on the test episodes (ties half, "
                     f"envs weighing the same, stratified bootstrap): {' '.join(_mean_ci(p, 'value'))} over "
