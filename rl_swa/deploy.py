@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from rl_swa.policy import SWAPolicy, copy_policy
 from rl_swa.posthoc import normalizer_of, synthesize_ema, window_average
@@ -41,17 +41,42 @@ def env_maker(env: str | MakeEnv) -> MakeEnv:
     raise ValueError(f"env={env!r} is not allowed; use an env id or a function (n_envs, seed) -> VecEnv")
 
 
+class _Idle:
+    """Stands in for an env of a DummyVecEnv whose episode is over: each step returns the
+    observation it was left with and costs nothing (SB3's ``evaluate_policy`` steps every env
+    until the longest episode ends; on Atari that is up to half of the env steps)."""
+
+    def __init__(self, venv: DummyVecEnv, i: int, env) -> None:
+        keys = venv.keys
+        self.env = env
+        self.obs = venv.buf_obs[None][i].copy() if keys == [None] else {k: venv.buf_obs[k][i].copy() for k in keys}
+
+    def step(self, action):
+        return self.obs, 0.0, False, False, {}
+
+
+def _innermost(env: VecEnv) -> VecEnv:
+    while isinstance(env, VecEnvWrapper):
+        env = env.venv
+    return env
+
+
 def play_episodes(policy, make_env: MakeEnv, seeds: Sequence[int], deterministic: bool = True, on_step=None) -> list[float]:
     """The return of one episode per seed, all in one VecEnv (env ``i`` reset with ``seeds[i]``;
     the seeds must be consecutive), one batched forward pass per step. Returns in seed order.
 
     ``on_step(k, obs)``: called at each step of episode ``k`` with the observation acted on.
     A batched forward pass rounds differently from a one-row one (last bit), which a chaotic env
-    (MuJoCo) turns into different returns: scores compared with each other are played the same way."""
+    (MuJoCo) turns into different returns: scores compared with each other are played the same way.
+    In a ``DummyVecEnv`` an env whose episode has ended is no longer stepped; the forward pass
+    still covers every row and every row still draws its sampled action, so the episodes are the
+    ones ``evaluate_policy`` plays."""
     seeds = list(seeds)
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise ValueError(f"play_episodes: seeds={seeds!r} are not consecutive")
     env = make_env(len(seeds), seeds[0])
+    inner = _innermost(env)
+    idle = isinstance(inner, DummyVecEnv)
     ended = []  # env index of each episode in the order SB3 records them (the order they end)
 
     def hook(local: dict, _) -> None:  # SB3 passes its locals, for each env i still in its episode
@@ -60,6 +85,8 @@ def play_episodes(policy, make_env: MakeEnv, seeds: Sequence[int], deterministic
             on_step(i, local["observations"][i].copy())
         if local["done"] and (not local["is_monitor_wrapped"] or "episode" in local["info"]):
             ended.append(i)
+            if idle:  # one episode per env: this one is done
+                inner.envs[i] = _Idle(inner, i, inner.envs[i])
 
     try:
         # sampled actions drawn from a generator seeded by the episodes: the same episodes play the
@@ -76,6 +103,8 @@ def play_episodes(policy, make_env: MakeEnv, seeds: Sequence[int], deterministic
                 callback=hook,
             )
     finally:
+        if idle:
+            inner.envs = [e.env if isinstance(e, _Idle) else e for e in inner.envs]
         env.close()
     by_env = dict(zip(ended, rewards, strict=True))
     return [float(by_env[i]) for i in range(len(seeds))]

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -60,6 +61,39 @@ def test_sampled_actions_replay_the_same_on_the_same_episodes():
     assert torch.equal(torch.get_rng_state(), state)
     torch.rand(5)  # whatever the caller draws in between
     assert play_episodes(model.policy, make, [3, 4, 5, 6], deterministic=False) == first
+
+
+class Counted(gym.Wrapper):
+    steps = 0
+
+    def step(self, action):
+        Counted.steps += 1
+        return super().step(action)
+
+
+def test_an_ended_episode_is_no_longer_stepped_and_the_returns_are_evaluate_policys():
+    """Sampled actions (every row still draws) and greedy ones (every row still in the batched
+    forward pass): the returns of SB3's evaluate_policy, which steps every env until the longest
+    episode ends; here only the live ones are stepped."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    policy = A2C("MlpPolicy", "CartPole-v1", seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])).policy
+    seeds = list(range(20, 28))
+
+    def counted(n, seed):
+        return make_vec_env("CartPole-v1", n_envs=n, seed=seed, wrapper_class=Counted)
+
+    for deterministic in (False, True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeds[0])
+            Counted.steps = 0
+            env = counted(len(seeds), seeds[0])
+            expected, lengths = evaluate_policy(policy, env, len(seeds), deterministic, return_episode_rewards=True)
+        assert Counted.steps > sum(lengths)  # the lengths differ: evaluate_policy steps ended episodes on
+        Counted.steps = 0
+        got = play_episodes(policy, counted, seeds, deterministic)
+        assert sorted(got) == sorted(map(float, expected)) and Counted.steps == sum(lengths)
 
 
 def test_select_policy_after_plain_sb3_training(tmp_path):
