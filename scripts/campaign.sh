@@ -51,8 +51,9 @@ DEPLOY_GRIDS=(
   "deploy-breakout-10m|$DEPLOY_CODE|configs/atari/a2c.yaml|ALE/Breakout-v5|3|variants=[baseline] budgets.short.timesteps=2500000 budgets.short.eval_freq=250000 experiment=deploy_atari_a2c_10m_frames"
 )
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
-# The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs).
-DEPLOY_SCORING="select-4=7658feb5891f6dfd2a6ac3e8f1556e5afe07f098"
+# The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs;
+# select-5 plays the same episodes as select-4, which scored the first runs, with ended ones no longer stepped).
+DEPLOY_SCORING="select-5=d7b1293c13a8956d3ad656829e9dc064b7b9b9b6"
 
 # experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
 # policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
