@@ -16,7 +16,7 @@ import torch
 
 from agents.config import ConfigError, parse_config
 from agents.provenance import code_version, cpu_model
-from agents.rundir import read_json, read_yaml
+from agents.rundir import read_json, read_yaml, training_wall_s
 from rl_swa.files import atomic_write
 
 FILE_ERRORS = (ValueError, RuntimeError, EOFError, OSError, KeyError, pickle.UnpicklingError)
@@ -113,7 +113,7 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
         "run": str(run),
         "env": env_id,
         **result,
-        "train_wall_s": train.get("wall_s"),
+        "train_wall_s": training_wall_s(train),  # a resumed run: estimated at its last session's speed
         "code": code_version(),
         "cpu": cpu_model(),
     }

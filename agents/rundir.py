@@ -46,3 +46,12 @@ def read_csv(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in rows]
     except (ValueError, TypeError, csv.Error) as exc:
         raise ConfigError(f"{path}: truncated or not a numeric CSV ({exc})") from None
+
+
+def training_wall_s(result: dict) -> float | None:
+    """A run's training wall time from its result.json; a resumed run's ``wall_s`` is its last
+    session's only, so its whole run is estimated at that session's speed (``steps_per_s``)."""
+    if result.get("resumed_from") is None:
+        return result.get("wall_s")
+    rate = result.get("steps_per_s")
+    return round(result["timesteps"] / rate, 1) if rate else None

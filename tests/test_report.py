@@ -291,24 +291,29 @@ def test_the_committed_campaign_reports_regenerate_byte_identical(grids, folder,
 
 def test_the_deployed_policy_table_matches_hand_computed(grid):
     """selection.json of each baseline run: seed 0 deployed an average (its test returns far below the
-    online weights'), seeds 1-2 kept the online weights."""
+    online weights'), seeds 1-2 kept the online weights. Seed 2 was resumed at step 800 of 1,000: its
+    wall_s (50 s) is its last session's; the whole run, at that session's speed, took 250 s."""
     online = [[10.0, 12.0, 11.0, 13.0, 12.0], [20.0] * 5, [30.0] * 5]
     deployed = [[1.0, 2.0, 1.5, 2.5, 1.0], [20.0] * 5, [30.0] * 5]
     best = [15.0, 18.0, 36.0]
     for seed in range(3):
+        run = grid / "Toy-v0" / "baseline" / f"seed{seed}"
+        result = json.loads((run / "result.json").read_text()) | {"timesteps": 1000, "wall_s": 100.0 * (seed + 1)}
+        result |= {"resumed_from": 800, "wall_s": 50.0, "steps_per_s": 4.0} if seed == 2 else {"resumed_from": None}
+        (run / "result.json").write_text(json.dumps(result))
         test = {"online": online[seed], "deployed": deployed[seed], "best evaluated": [best[seed]] * 5}
         selection = {
             "deployed": "swa" if seed == 0 else "online",
             "default": "online",
             "episodes": 200 + seed,
             "wall_s": 10.0,
-            "train_wall_s": 100.0 * (seed + 1),
+            "train_wall_s": result["wall_s"],  # as select-5 and earlier recorded it
             "test": {"returns": test, "means": {k: float(np.mean(v)) for k, v in test.items()}},
         }
         (grid / "Toy-v0" / "baseline" / f"seed{seed}" / "selection.json").write_text(json.dumps(selection))
     sel = summarize(load_runs(grid), reps=500)["per_env"]["Toy-v0"]["selection"]["baseline"]
     assert sel["n"] == 3 and sel["replaced_online"] == 1 and sel["episodes"] == pytest.approx(201)
-    assert sel["wall_share"] == pytest.approx(np.mean([0.1, 0.05, 10 / 300]))
+    assert sel["wall_share"] == pytest.approx(np.mean([0.1, 0.05, 10 / 250]))
     assert sel["below_online"] == 1  # seed 0 only: seeds 1-2 are ties
     d = sel["deployed - online"]
     assert d["mean"] == pytest.approx(np.mean([1.6 - 11.6, 0, 0])) and d["wins"] == 0 and d["ties"] == 2

@@ -7,6 +7,7 @@ import numpy as np
 from agents.config import VARIANTS
 from agents.references import normalizer, random_score
 from agents.report.runs import ARMS, arm_scores, arms_in
+from agents.rundir import training_wall_s
 from agents.stats import (
     MIN_SEEDS_FOR_CI,
     bootstrap_ci,
@@ -195,10 +196,12 @@ def selection_summary(runs: list[dict], env: str, reps: int) -> dict:
 
     out = {}
     for variant in VARIANTS:
-        rows = [r["selection"] for r in runs if r["env"] == env and r["variant"] == variant and r.get("selection")]
+        chosen = [r for r in runs if r["env"] == env and r["variant"] == variant and r.get("selection")]
+        rows = [r["selection"] for r in chosen]
         if not rows:
             continue
-        shares = [s["wall_s"] / s["train_wall_s"] for s in rows if s.get("train_wall_s")]
+        trained = [training_wall_s(r) for r in chosen]
+        shares = [s["wall_s"] / t for s, t in zip(rows, trained, strict=True) if t]
         entry = {
             "n": len(rows),
             "deployed": [s["deployed"] for s in rows],
