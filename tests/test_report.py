@@ -333,6 +333,10 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
     assert "over Toy-v0 (3 runs each); left out: Other-v0 (2 scored)" in markdown(summary, "t")
     text = markdown(summarize(load_runs(grid), reps=500), "t")
     assert "replaced the online weights in 1 of 3 runs" in text and "| deployed - best evaluated | 3 |" in text
+    # one row per env: under 3 runs each run's difference; the share of a run without its training time: n/a
+    assert "| Other-v0 | baseline | 2 | 2 of 2 | +2.00, +2.00 | n/a | n/a | n/a | 0 of 2 | 200 | n/a |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| Toy-v0 | baseline | 3 |"))
+    assert row.startswith("| Toy-v0 | baseline | 3 | 1 of 3 | -3.33 [") and row.endswith("| n/a | n/a | 1 of 3 | 201 | 6.33% |")
 
 
 def test_one_number_format_everywhere():

@@ -101,6 +101,7 @@ def markdown(summary: dict, title: str) -> str:
             scale = f" ({a['scale']})" if "scale" in a else ""
             lines.append(f"- {name}{scale}: {' '.join(_mean_ci(a, 'value'))}")
         lines.append("")
+    lines += selection_table(summary)
     if pooled := summary.get("selection_pooled"):
         lines += ["## The deployed policy over envs", ""]
         for variant, comparisons in pooled.items():
@@ -116,6 +117,68 @@ def markdown(summary: dict, title: str) -> str:
         lines.append("")
     lines.append(_verdict(summary))
     return "\n".join(lines) + "\n"
+
+
+def _signed(x: float, d: int) -> str:
+    text = _fmt(x, d)
+    return text if text == "0" or text.startswith("-") else f"+{text}"
+
+
+def _difference_cell(d: dict) -> str:
+    """Mean [CI], wins / ties; under 3 runs (no CI) each run's difference."""
+    if d["n"] < 3:
+        return ", ".join(_signed(x, decimals(*d["runs"])) for x in d["runs"])
+    mean, ci = _mean_ci(d)
+    return f"{_signed(d['mean'], decimals(d['mean'], *d['ci']))} {ci}, {d['wins']} / {d['ties']}"
+
+
+def selection_table(summary: dict) -> list[str]:
+    """One row per env and variant with ``rl-swa select`` results: the deployed policy minus each
+    alternative on the test episodes, how often it fell below the online weights, and its cost."""
+    from agents.report.summary import SELECTION_AGAINST
+
+    rows = [(env, v, sel) for env in summary["envs"] for v, sel in summary["per_env"][env].get("selection", {}).items()]
+    if not rows:
+        return []
+    lines = [
+        "## The deployed policy, per env",
+        "",
+        "Test episodes, deployed policy minus each alternative: mean over runs [95% CI], wins / ties "
+        "(under 3 runs: each run's difference).",
+        "",
+        _row(
+            [
+                "env",
+                "variant",
+                "runs",
+                "replaced the online weights",
+                *SELECTION_AGAINST,
+                "below online beyond the noise",
+                "validation episodes",
+                "share of training wall time",
+            ]
+        ),
+        "|" + "---|" * (7 + len(SELECTION_AGAINST)),
+    ]
+    for env, variant, sel in rows:
+        cells = [_difference_cell(sel[k]) if (k := f"deployed - {other}") in sel else "n/a" for other in SELECTION_AGAINST]
+        below = f"{sel['below_online']} of {sel['n']}" if "below_online" in sel else "n/a"
+        share = f"{_fmt(100 * sel['wall_share'])}%" if np.isfinite(sel["wall_share"]) else "n/a"
+        lines.append(
+            _row(
+                [
+                    env,
+                    variant,
+                    sel["n"],
+                    f"{sel['replaced_online']} of {sel['n']}",
+                    *cells,
+                    below,
+                    _fmt(sel["episodes"]),
+                    share,
+                ]
+            )
+        )
+    return [*lines, ""]
 
 
 def selection_lines(selection: dict) -> list[str]:
