@@ -52,6 +52,16 @@ def stratified_bootstrap_ci(func, *arrays: np.ndarray, reps: int = 2000, seed: i
     return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
 
 
+def mean_of_task_means(columns: list, reps: int = 2000, seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """The mean over tasks of each task's mean over its runs (tasks weigh the same whatever their
+    number of runs), with a stratified percentile bootstrap CI (each task's runs resampled within
+    it, at its own count). ``stratified_bootstrap_ci`` needs the same count in every task."""
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    rng = np.random.default_rng(seed)
+    values = [np.mean([c[rng.integers(0, len(c), len(c))].mean() for c in cols]) for _ in range(reps)]
+    return float(np.mean([c.mean() for c in cols])), (float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975)))
+
+
 def stability(curve: list[dict], key: str, last_k: int) -> dict[str, float]:
     """Mean and spread of the last K evaluations, and the drop from the best evaluation to the final one."""
     values = np.array([r.get(key, np.nan) for r in curve], dtype=float)

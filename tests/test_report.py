@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -329,14 +330,28 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
     summary = summarize(load_runs(grid), reps=500)
     pooled = summary["selection_pooled"]["baseline"]["deployed - online"]
     assert pooled["value"] == pytest.approx((0 + 0.5 + 0.5) / 3) and pooled["envs"] == ["Toy-v0"]
-    assert pooled["left_out"] == {"Other-v0": 2} and pooled["runs_per_env"] == 3
-    assert "over Toy-v0 (3 runs each); left out: Other-v0 (2 scored)" in markdown(summary, "t")
+    assert pooled["left_out"] == {"Other-v0": 2} and pooled["runs_per_env"] == {"Toy-v0": 3}
+    assert "over Toy-v0 (3 runs); left out: Other-v0 (2 scored)" in markdown(summary, "t")
+    # a third and fourth Other-v0 run (it has 4, Toy-v0 3): every run counts and the envs weigh the
+    # same: (1/3 + 3/4) / 2, not the first three runs of each (1/3 + 1) / 2, nor all runs pooled 4/7
+    for seed, online_, deployed_ in ((2, [5.0, 5.0], [5.0, 5.0]), (3, [9.0, 8.0], [8.0, 8.0])):  # a tie, a loss
+        _write_run(grid, "Other-v0", "baseline", seed, [(1, 5, 6)])
+        test = {"online": online_, "deployed": deployed_}
+        selection = {"deployed": "swa", "default": "online", "episodes": 200, "wall_s": 1.0, "train_wall_s": 10.0}
+        selection["test"] = {"returns": test, "means": {k: float(np.mean(v)) for k, v in test.items()}}
+        (grid / "Other-v0" / "baseline" / f"seed{seed}" / "selection.json").write_text(json.dumps(selection))
+    pooled = summarize(load_runs(grid), reps=500)["selection_pooled"]["baseline"]["deployed - online"]
+    assert pooled["value"] == pytest.approx((1 / 3 + (1 + 1 + 0.5 + 0) / 4) / 2)
+    assert pooled["runs_per_env"] == {"Other-v0": 4, "Toy-v0": 3} and pooled["ci"][0] <= pooled["value"] <= pooled["ci"][1]
+    for seed in (2, 3):
+        shutil.rmtree(grid / "Other-v0" / "baseline" / f"seed{seed}")
     text = markdown(summarize(load_runs(grid), reps=500), "t")
     assert "replaced the online weights in 1 of 3 runs" in text and "| deployed - best evaluated | 3 |" in text
     # one row per env: under 3 runs each run's difference; the share of a run without its training time: n/a
     assert "| Other-v0 | baseline | 2 | 2 of 2 | +2.00, +2.00 | n/a | n/a | n/a | 0 of 2 | 200 | n/a |" in text
     row = next(line for line in text.splitlines() if line.startswith("| Toy-v0 | baseline | 3 |"))
-    assert row.startswith("| Toy-v0 | baseline | 3 | 1 of 3 | -3.33 [") and row.endswith("| n/a | n/a | 1 of 3 | 201 | 6.33% |")
+    assert row.startswith("| Toy-v0 | baseline | 3 | 1 of 3 | -3.33 [")
+    assert row.endswith("| n/a | n/a | 1 of 3 | 201 | 6.33% |")
 
 
 def test_one_number_format_everywhere():

@@ -12,6 +12,7 @@ from agents.stats import (
     MIN_SEEDS_FOR_CI,
     bootstrap_ci,
     iqm,
+    mean_of_task_means,
     probability_of_improvement,
     stability,
     stratified_bootstrap_ci,
@@ -226,7 +227,7 @@ def selection_summary(runs: list[dict], env: str, reps: int) -> dict:
 def selection_pooled(per_env: dict, reps: int) -> dict:
     """Over envs, per variant and alternative: the share of runs whose deployed policy scored above
     the alternative on the test episodes (paired per run, ties half; scale-free, so envs pool),
-    each env weighing the same (its first n runs, n the fewest of the envs), with a stratified
+    each env weighing the same (the mean of its runs' shares, all its runs), with a stratified
     bootstrap CI (runs resampled within each env). Envs under ``MIN_SEEDS_FOR_CI`` runs are left out."""
     out: dict = {}
     for variant in VARIANTS:
@@ -240,13 +241,12 @@ def selection_pooled(per_env: dict, reps: int) -> dict:
             used = {e: c for e, c in cols.items() if len(c) >= MIN_SEEDS_FOR_CI}
             if not used:
                 continue
-            n = min(len(c) for c in used.values())
-            wins = np.array([[(x > 0) + 0.5 * (x == 0) for x in c[:n]] for c in used.values()], dtype=float).T  # runs x envs
+            value, ci = mean_of_task_means([[(x > 0) + 0.5 * (x == 0) for x in c] for c in used.values()], reps)
             out.setdefault(variant, {})[key] = {
-                "value": float(wins.mean()),
-                "ci": stratified_bootstrap_ci(np.mean, wins, reps=reps),
+                "value": value,
+                "ci": ci,
                 "envs": list(used),
-                "runs_per_env": n,
+                "runs_per_env": {e: len(c) for e, c in used.items()},
                 "left_out": {e: len(c) for e, c in cols.items() if e not in used},
             }
     return out

@@ -112,7 +112,7 @@ def markdown(summary: dict, title: str) -> str:
                 lines.append(
                     f"- {variant} runs, share of runs where {key.replace(' - ', ' beat ')} on the test episodes (ties half, "
                     f"envs weighing the same, stratified bootstrap): {' '.join(_mean_ci(p, 'value'))} over "
-                    f"{', '.join(p['envs'])} ({p['runs_per_env']} runs each){left}"
+                    f"{', '.join(f'{e} ({n} runs)' for e, n in p['runs_per_env'].items())}{left}"
                 )
         lines.append("")
     lines.append(_verdict(summary))
