@@ -5,7 +5,8 @@
 #   bash scripts/campaign.sh start     # make the worktree + venv if missing, start (or resume) the grids in the background
 #                                      # (and the chain of deployment grids, which run one after another)
 #   JOBS=2 bash scripts/campaign.sh start   # the same, each grid running up to 2 runs at once (default 1)
-#   bash scripts/campaign.sh start deploy   # only the grids named (here the deployment chain)
+#   bash scripts/campaign.sh start deploy   # only the grids named (here the deployment chain, and a loop that
+#                                           # scores its finished runs every 10 minutes: deploy_score)
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid (and those awaiting post-hoc), running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
@@ -133,9 +134,23 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
     echo "$name: started (log $DIR/logs/$name.log)"
   done
   if [ $# -gt 0 ] && [[ " $* " != *" deploy "* ]]; then return 0; fi
-  if pgrep -f "campaign.sh deploy_chain" > /dev/null; then echo "deploy chain: already running"; return 0; fi
-  setsid nohup bash "$REPO/scripts/campaign.sh" deploy_chain >> "$DIR/logs/deploy-chain.log" 2>&1 &
-  echo "deploy chain: started (log $DIR/logs/deploy-chain.log)"
+  if pgrep -f "campaign.sh deploy_chain" > /dev/null; then
+    echo "deploy chain: already running"
+  else
+    setsid nohup bash "$REPO/scripts/campaign.sh" deploy_chain >> "$DIR/logs/deploy-chain.log" 2>&1 &
+    echo "deploy chain: started (log $DIR/logs/deploy-chain.log)"
+  fi
+  if ! pgrep -f "campaign.sh score_loop" > /dev/null; then
+    setsid nohup bash "$REPO/scripts/campaign.sh" score_loop >> "$DIR/logs/deploy_score.log" 2>&1 &
+    echo "scoring loop: started (log $DIR/logs/deploy_score.log)"
+  fi
+}
+
+score_loop() {  # deploy_score every 10 minutes while the deployment chain runs, and once after it: a finished
+  # run is scored while its policies are on this machine (they are not committed)
+  sleep 5
+  while pgrep -f "campaign.sh deploy_chain" > /dev/null; do deploy_score || true; sleep 600; done
+  deploy_score || true
 }
 
 stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
@@ -214,7 +229,12 @@ posthoc() {  # scripts/posthoc.py on every finished run without posthoc.json, ru
   done
 }
 
-deploy_score() {  # every finished deployment run without selection.json, by the scoring clone: the exhaustive
+deploy_score() {  # _deploy_score, one at a time (the loop and a hand call would score the same run at once)
+  mkdir -p "$DIR/logs"
+  (flock -n 9 || { echo "deploy_score: already running"; exit 0; }; _deploy_score) 9> "$DIR/logs/deploy_score.lock"
+}
+
+_deploy_score() {  # every finished deployment run without selection.json, by the scoring clone: the exhaustive
   # post-hoc choice (scripts/posthoc.py, compared against), then rl-swa select with 50 test episodes. Their inputs
   # (posthoc.pt, the policies) are not committed: score each run in the session it finishes, then `collect`.
   local run
