@@ -209,6 +209,15 @@ class ExperimentConfig(_Strict):
             raise ValueError("normalize: not for Atari (the CNN policy scales image observations itself)")
         if self.algo == "ddpg" and self.optimizer != "adam":
             raise ValueError("optimizer: DDPG uses adam only")
+        if self.select is not None:  # before training: a budget too small for the candidates fails here, not after
+            from rl_swa.deploy import most_candidates
+            from rl_swa.selection import check_budget
+
+            n = most_candidates(len(self.swa.averages), self.swa.posthoc_points, bool(self.swa.posthoc_sigma_rels))
+            try:
+                check_budget(n, self.select.episodes)
+            except ValueError as exc:
+                raise ValueError(f"select.{exc} (the most these swa settings can give)") from None
         return self
 
     def hyperparams_for(self, budget: str) -> dict[str, Any]:

@@ -163,6 +163,15 @@ def posthoc_candidates(points: list[dict], template: SWAPolicy, sigma_rels: Sequ
     return out
 
 
+def most_candidates(averages: int, posthoc_points: int, power: bool, sigma_rels: Sequence[float] = SIGMA_RELS) -> int:
+    """The most candidates :func:`candidates_of` can list for a callback with ``averages`` further
+    averages and ``posthoc_points`` saved points (``power``: power EMAs saved): the final and the
+    best evaluated online weights, the main average, the further ones, the online weights at each
+    point but the last, a window from the start and from each point but the last, the EMA widths."""
+    points = 2 * posthoc_points - 1 + (len(sigma_rels) if power else 0) if posthoc_points else 0
+    return 3 + averages + points
+
+
 def candidates_of(swa, sigma_rels: Sequence[float] = SIGMA_RELS) -> list[Candidate]:
     """Every candidate a trained :class:`~rl_swa.SWACallback` holds; the first is the default (the final online weights)."""
     from rl_swa.evaluation import SWAEvaluation

@@ -12,7 +12,7 @@ import torch
 from stable_baselines3 import A2C
 
 from rl_swa import SWACallback, SWAPolicy
-from rl_swa.deploy import play_episodes, run_selection, select_policy
+from rl_swa.deploy import most_candidates, play_episodes, run_selection, select_policy
 from rl_swa.selection import Candidate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +107,7 @@ def test_select_policy_after_plain_sb3_training(tmp_path):
     policy, table = select_policy(swa, "CartPole-v1", episodes=80)
     kinds = {row["kind"] for row in table}
     assert kinds == {"online", "best", "average", "online_point", "window", "ema"}
+    assert len(table) == most_candidates(averages=1, posthoc_points=3, power=True)  # what a config is checked against
     assert table[0]["name"] == "online" and sum(row["decision"] == "deployed" for row in table) == 1
     assert policy.metadata["selection"]["episodes"] == sum(
         row["race_episodes"] + row.get("confirmation_episodes", 0) for row in table
@@ -197,3 +198,20 @@ def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path)
     assert {p.name: p.read_bytes() for p in rundir.iterdir() if p.is_file()} == before
     missing = run(ROOT / "scripts/select_policy.py", tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_a_select_budget_too_small_for_the_candidates_is_refused_before_training(tmp_path):
+    """Checked when the config is read (one line naming select.episodes, exit 2), not after a run has trained."""
+    from agents.config import ConfigError, load_config
+
+    config = str(ROOT / "configs/classic/cartpole_a2c.yaml")
+    sets = ["swa.posthoc_points=4", "swa.averages=[swa@0.5]"]  # up to 20 candidates: the race needs 40 episodes
+    assert load_config(config, [*sets, "select.episodes=78"]).select.episodes == 78  # the confirmation 38
+    with pytest.raises(ConfigError, match=r"select\.episodes=77 is not allowed for 20 candidates.*use episodes >= 78"):
+        load_config(config, [*sets, "select.episodes=77"])
+    command = [sys.executable, str(ROOT / "scripts/compare.py"), config, "--budget", "smoke", "--out", str(tmp_path / "runs")]
+    out = subprocess.run(
+        [*command, *(a for s in [*sets, "select.episodes=77"] for a in ("--set", s))], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "select.episodes=77" in out.stderr
+    assert not (tmp_path / "runs").exists()
