@@ -10,7 +10,7 @@ import numpy as np
 
 from agents.references import ATARI_RANDOM_HERE, ATARI_REFERENCE, MUJOCO_REFERENCE, PUBLISHED, game_of, random_score
 from agents.report.runs import label
-from agents.report.summary import POSTHOC_PAIRS, POSTHOC_SCORES, VERDICTS, random_play
+from agents.report.summary import POSTHOC_PAIRS, POSTHOC_SCORES, SELECTION_AGAINST, VERDICTS, random_play
 
 
 def decimals(*values) -> int:
@@ -135,8 +135,6 @@ def _difference_cell(d: dict) -> str:
 def selection_table(summary: dict) -> list[str]:
     """One row per env and variant with ``rl-swa select`` results: the deployed policy minus each
     alternative on the test episodes, how often it fell below the online weights, and its cost."""
-    from agents.report.summary import SELECTION_AGAINST
-
     rows = [(env, v, sel) for env in summary["envs"] for v, sel in summary["per_env"][env].get("selection", {}).items()]
     if not rows:
         return []
