@@ -7,6 +7,8 @@
 #   JOBS=2 bash scripts/campaign.sh start   # the same, each grid running up to 2 runs at once (default 1)
 #   bash scripts/campaign.sh start deploy   # only the grids named (here the deployment chain, and a loop that
 #                                           # scores its finished runs every 10 minutes: deploy_score)
+#   JOBS=1 bash scripts/campaign.sh start deploy-qbert deploy-breakout-10m  # deployment grids named on their own: each
+#                                           # runs beside the others (not in the chain), with the scoring loop
 #   bash scripts/campaign.sh stop      # checkpoint the running runs and stop (before a session ends)
 #   bash scripts/campaign.sh status    # finished runs per grid (and those awaiting post-hoc), running processes, last log lines
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
@@ -133,6 +135,15 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
     launch
     echo "$name: started (log $DIR/logs/$name.log)"
   done
+  for line in "${DEPLOY_GRIDS[@]}"; do  # a deployment grid named on its own runs beside the others, not in the chain
+    grid "$line"
+    if [ $# -eq 0 ] || [[ " $* " != *" $name "* ]]; then continue; fi
+    if running "$name"; then echo "$name: already running"; continue; fi
+    setup
+    launch --no-fork
+    echo "$name: started (log $DIR/logs/$name.log)"
+  done
+  if [ $# -gt 0 ] && [[ " $* " == *" deploy-"* ]] && [[ " $* " != *" deploy "* ]]; then start_score_loop; return 0; fi
   if [ $# -gt 0 ] && [[ " $* " != *" deploy "* ]]; then return 0; fi
   if pgrep -f "campaign.sh deploy_chain" > /dev/null; then
     echo "deploy chain: already running"
@@ -140,16 +151,27 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
     setsid nohup bash "$REPO/scripts/campaign.sh" deploy_chain >> "$DIR/logs/deploy-chain.log" 2>&1 &
     echo "deploy chain: started (log $DIR/logs/deploy-chain.log)"
   fi
+  start_score_loop
+}
+
+start_score_loop() {
   if ! pgrep -f "campaign.sh score_loop" > /dev/null; then
     setsid nohup bash "$REPO/scripts/campaign.sh" score_loop >> "$DIR/logs/deploy_score.log" 2>&1 &
     echo "scoring loop: started (log $DIR/logs/deploy_score.log)"
   fi
 }
 
+deploying() {  # the deployment chain or a deployment grid started on its own is running
+  local line
+  pgrep -f "campaign.sh deploy_chain" > /dev/null && return 0
+  for line in "${DEPLOY_GRIDS[@]}"; do running "${line%%|*}" && return 0; done
+  return 1
+}
+
 score_loop() {  # deploy_score every 10 minutes while the deployment chain runs, and once after it: a finished
   # run is scored while its policies are on this machine (they are not committed)
   sleep 5
-  while pgrep -f "campaign.sh deploy_chain" > /dev/null; do deploy_score || true; sleep 600; done
+  while deploying; do deploy_score || true; sleep 600; done
   deploy_score || true
 }
 
