@@ -122,6 +122,10 @@ restore() {  # on a new machine: finished runs come back from the repository, so
   (cd "$saved" && find . -name result.json -printf '%h\n') | while read -r run; do
     if [ ! -e "$RUNS/$run/result.json" ]; then mkdir -p "$RUNS/$run" && cp "$saved/$run/"* "$RUNS/$run/" && echo "restored $run"; fi
   done
+  # the ensembles' scores too: deploy_score would otherwise try them again without the (uncommitted) policies
+  (cd "$saved" && find . -maxdepth 2 -name 'ensemble_*.json') | while read -r f; do
+    if [ ! -e "$RUNS/$f" ]; then cp "$saved/$f" "$RUNS/$f"; fi
+  done
 }
 
 start() {  # [NAME...]: only these grids ("deploy": the deployment chain); default all
