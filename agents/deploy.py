@@ -88,7 +88,7 @@ def posthoc_choice(run: Path, points: list[dict], online):
 def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episodes: int = 0) -> dict:
     """Choose and write the deployed policy of the finished run ``run``; the content of its ``selection.json``."""
     from agents.envs import make_env
-    from rl_swa.deploy import play_episodes, run_selection
+    from rl_swa.deploy import ReusedEnvs, play_episodes, run_selection
     from rl_swa.selection import episode_seeds
 
     train = read_json(run / "result.json")  # a damaged one: one line, before any episode is played
@@ -127,7 +127,11 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
         posthoc = posthoc_choice(run, points, online)
         if posthoc is not None:
             named["posthoc choice"] = posthoc
-        returns = {name: play_episodes(p, make, seeds, det) for name, p in named.items()}
+        envs = ReusedEnvs(make)
+        try:
+            returns = {name: play_episodes(p, envs, seeds, det) for name, p in named.items()}
+        finally:
+            envs.close()
         out["test"] = {
             "seeds": [seeds[0], seeds[-1]],
             "means": {k: float(np.mean(v)) for k, v in returns.items()},

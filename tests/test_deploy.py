@@ -12,7 +12,7 @@ import torch
 from stable_baselines3 import A2C
 
 from rl_swa import SWACallback, SWAPolicy
-from rl_swa.deploy import most_candidates, play_episodes, run_selection, select_policy
+from rl_swa.deploy import ReusedEnvs, most_candidates, play_episodes, run_selection, select_policy
 from rl_swa.selection import Candidate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +94,36 @@ def test_an_ended_episode_is_no_longer_stepped_and_the_returns_are_evaluate_poli
         Counted.steps = 0
         got = play_episodes(policy, counted, seeds, deterministic)
         assert sorted(got) == sorted(map(float, expected)) and Counted.steps == sum(lengths)
+
+
+def _atari(n, seed):
+    from agents.config import load_config
+    from agents.envs import make_env
+
+    return make_env(load_config(ROOT / "configs/atari/a2c.yaml"), "ALE/Breakout-v5", n, seed, training=False)
+
+
+@pytest.mark.parametrize("env", ["cartpole", "atari"])
+def test_reused_envs_play_the_episodes_of_new_ones(env):
+    """A race reuses one VecEnv per batch size, reseeded: the same returns, with sampled actions,
+    whatever was played on it before; one env made per batch size (one per play before)."""
+    maker = make if env == "cartpole" else _atari
+    kind = "MlpPolicy" if env == "cartpole" else "CnnPolicy"
+    model = A2C(kind, maker(1, 0), seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]) if env == "cartpole" else None)
+    plays = [[3, 4, 5], [9], [3, 4, 5], [40], [60, 61, 62]]
+    fresh = [play_episodes(model.policy, maker, seeds, deterministic=False) for seeds in plays]
+    made = []
+
+    def counted(n, seed):
+        made.append(n)
+        return maker(n, seed)
+
+    envs = ReusedEnvs(counted)
+    try:
+        reused = [play_episodes(model.policy, envs, seeds, deterministic=False) for seeds in plays]
+    finally:
+        envs.close()
+    assert reused == fresh and len({x for r in fresh for x in r}) > 1 and sorted(made) == [1, 3]
 
 
 def test_select_policy_after_plain_sb3_training(tmp_path):
