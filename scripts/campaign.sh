@@ -57,7 +57,7 @@ ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs;
 # select-5 plays the same episodes as select-4, which scored the first runs, with ended ones no longer stepped;
 # select-6 the same again, reusing one VecEnv per batch size: Qbert seed 0 rescored bit-identically, 6% faster).
-DEPLOY_SCORING="select-6=b8200979d484a43d3283a3a9fafb2c55460d2f15"
+DEPLOY_SCORING="select-6=b8200979d484b6a4e8e569c49ef21f07bb6c431f"
 
 # experiment | code | posthoc.py arguments: post-hoc choices made with later scoring code than the grid's (the
 # policies are the runs' own either way). The Atari grid's: `--together` plays each candidate's episodes at once
