@@ -268,7 +268,10 @@ _deploy_score() {  # every finished deployment run without selection.json, by th
   use_code "$DEPLOY_SCORING"
   setup > /dev/null
   (cd "$RUNS" && find . -path './deploy_*' -name result.json -printf '%h\n' | sort) | while read -r run; do
-    [ -f "$RUNS/$run/selection.json" ] && continue
+    # scored: selection.json with the exhaustive post-hoc choice among its test policies (a run selected
+    # before its post-hoc choice was made is selected again after it: the same choice, all five scored)
+    grep -q '"posthoc choice"' "$RUNS/$run/selection.json" 2>/dev/null && continue
+    [ -f "$RUNS/$run/posthoc.pt" ] || { echo "deploy_score: $run has no posthoc.pt (a replaced machine?); retrain it"; continue; }
     echo "deploy_score $run (code $tag)"
     if [ ! -f "$RUNS/$run/posthoc.json" ]; then
       (cd "$WT" && "$PY" scripts/posthoc.py "$RUNS/$run" --together > /dev/null) || { echo "posthoc failed: $run"; continue; }
