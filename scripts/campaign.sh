@@ -121,6 +121,8 @@ restore() {  # on a new machine: finished runs come back from the repository, so
   local saved=$REPO/docs/results/campaign
   [ -d "$saved" ] || return 0
   (cd "$saved" && find . -name result.json -printf '%h\n') | while read -r run; do
+    # a deployment run not yet scored is not restored: its policies are gone with the old machine, so it trains again
+    if [[ $run == ./deploy_* ]] && [ ! -f "$saved/$run/selection.json" ]; then echo "not restored (unscored): $run"; continue; fi
     if [ ! -e "$RUNS/$run/result.json" ]; then mkdir -p "$RUNS/$run" && cp "$saved/$run/"* "$RUNS/$run/" && echo "restored $run"; fi
   done
   # the ensembles' scores too: deploy_score would otherwise try them again without the (uncommitted) policies
