@@ -127,11 +127,8 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
         posthoc = posthoc_choice(run, points, online)
         if posthoc is not None:
             named["posthoc choice"] = posthoc
-        envs = ReusedEnvs(make)
-        try:
+        with ReusedEnvs(make) as envs:
             returns = {name: play_episodes(p, envs, seeds, det) for name, p in named.items()}
-        finally:
-            envs.close()
         out["test"] = {
             "seeds": [seeds[0], seeds[-1]],
             "means": {k: float(np.mean(v)) for k, v in returns.items()},

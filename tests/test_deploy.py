@@ -118,11 +118,8 @@ def test_reused_envs_play_the_episodes_of_new_ones(env):
         made.append(n)
         return maker(n, seed)
 
-    envs = ReusedEnvs(counted)
-    try:
+    with ReusedEnvs(counted) as envs:
         reused = [play_episodes(model.policy, envs, seeds, deterministic=False) for seeds in plays]
-    finally:
-        envs.close()
     assert reused == fresh and len({x for r in fresh for x in r}) > 1 and sorted(made) == [1, 3]
 
 
