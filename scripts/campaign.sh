@@ -281,12 +281,13 @@ _deploy_score() {  # every finished deployment run without selection.json, by th
     (cd "$WT" && "$PY" scripts/select_policy.py "$RUNS/$run" --test-episodes 50) || echo "select failed: $run"
   done
   # MultiSWA (the seeds' fixed-start averages as one ensemble) against the seeds' online weights as one, 50 test
-  # episodes; made again whenever more seeds have finished than the ensemble file holds
+  # episodes; made again whenever more seeds have finished here, policies at hand, than the ensemble file holds
+  # (runs restored on a replaced machine have no policies: they are left out, not retried every round)
   local exp env done have
   for exp in "$RUNS"/deploy_*/; do
     for env in "$exp"*/baseline; do
       [ -d "$env" ] || continue
-      done=$(find "$env" -maxdepth 2 -name result.json | wc -l)
+      done=$(find "$env" -maxdepth 2 -name swa_policy.safetensors -execdir test -f result.json \; -print | wc -l)
       have=$({ grep -o '"seed[0-9]*"' "$exp/ensemble_$(basename "$(dirname "$env")")_baseline.json" 2>/dev/null || true; } | wc -l)
       if [ "$done" -ge 2 ] && [ "$done" != "$have" ]; then
         echo "deploy_score ensemble $env ($done seeds)"
