@@ -131,6 +131,16 @@ class SelectSettings(_Strict):
     test_episodes: int = Field(0, ge=0, le=10**5, description="also score the alternatives on this many test episodes")
 
 
+class SB3CheckpointSettings(_Strict):
+    """SB3 checkpoint zips along the trajectory (``agents.sb3_checkpoints``): the folder a user's own
+    ``CheckpointCallback`` leaves, for choosing among plain checkpoints."""
+
+    every: int = Field(gt=0, description="env steps between checkpoint zips")
+    variants: list[Variant] = Field(
+        ["baseline"], description="arms that save them (a forked pair's prefix always does: it is every arm's start)"
+    )
+
+
 class ExperimentConfig(_Strict):
     experiment: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name of the grid under --out")
     algo: Literal["a2c", "ddpg"]
@@ -161,6 +171,9 @@ class ExperimentConfig(_Strict):
     swa: SWASettings = SWASettings()
     eval: EvalSettings = EvalSettings()
     select: SelectSettings | None = Field(None, description="choose the deployed policy at the end of each run")
+    sb3_checkpoints: SB3CheckpointSettings | None = Field(
+        None, description="also save SB3 checkpoint zips every N env steps (sb3_checkpoints/ of the run)"
+    )
 
     @field_validator("experiment")
     @classmethod

@@ -33,6 +33,8 @@ from agents.builders import ALGORITHMS, PrefixEvaluation, build_callback, build_
 from agents.config import ConfigError, ExperimentConfig
 from agents.envs import make_env
 from agents.progress import ProgressFile
+from agents.sb3_checkpoints import FOLDER as SB3_FOLDER
+from agents.sb3_checkpoints import StepCheckpoints
 from rl_swa.config import resolve_steps
 from rl_swa.evaluation import SWAEvaluation
 from rl_swa.files import atomic_write
@@ -173,7 +175,7 @@ def _train_prefix(cfg, env_id, seed, budget, root, command, path, final) -> Path
     saver = checkpoint.Checkpointer(path / "ckpt", _checkpoint_every(cfg, budget), env, swa, stop_at=start_step)
     try:
         with checkpoint.signals_to(saver):
-            callbacks = CallbackList([swa, saver, ProgressFile(path, start_step)])
+            callbacks = CallbackList([swa, *_sb3_checkpoints(cfg, "prefix", path), saver, ProgressFile(path, start_step)])
             model.learn(b.timesteps - int(model.num_timesteps), callback=callbacks, reset_num_timesteps=found is None)
     finally:
         env.close()
@@ -305,6 +307,15 @@ def _final_scores(final: dict) -> dict:
     return {"final_online": final.get("online_mean_reward"), "final_swa": final.get("swa_mean_reward"), **extra}
 
 
+def _sb3_checkpoints(cfg: ExperimentConfig, variant: str, path: Path) -> list:
+    """The SB3 checkpoint saver of this run, if the config asks for one (before the Checkpointer, so
+    that a prefix saves its last step before it stops)."""
+    s = cfg.sb3_checkpoints
+    if s is None or (variant != "prefix" and variant not in s.variants):
+        return []
+    return [StepCheckpoints(path / SB3_FOLDER, s.every)]
+
+
 def _record_fork(path: Path, found, prefix, source) -> tuple:
     """(fork step, prefix digest) of a forked arm, written to its config.yaml at its first start."""
     if found:  # keep what the first start recorded about its fork
@@ -326,7 +337,8 @@ def _learn(cfg, variant, timesteps, model, env, eval_env, swa, saver, path, fres
     diverged_at = None
     try:
         with checkpoint.signals_to(saver):
-            callbacks = CallbackList([swa, saver, ProgressFile(path, timesteps), *variant_callbacks(cfg, variant, swa)])
+            own = [*_sb3_checkpoints(cfg, variant, path), saver, ProgressFile(path, timesteps)]
+            callbacks = CallbackList([swa, *own, *variant_callbacks(cfg, variant, swa)])
             model.learn(
                 timesteps - int(model.num_timesteps), callback=callbacks, reset_num_timesteps=fresh, progress_bar=progress
             )
