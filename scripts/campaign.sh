@@ -25,6 +25,7 @@ RUNS=$DIR/runs
 AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc_points=10)
 
 # name | code (tag=commit; a new checkout may lack tags) | config | envs | seeds | further --set KEY=VALUE (no spaces)
+#   [| budget (default short)]
 # Frozen settings: the configs' SWA section plus AVERAGES (plus the grid's own settings). A grid never changes its code.
 # The issue-16 grids (uses of the average during training): arms act_avg and reset_avg next to
 # baseline and swa, SWAG (rank 20) in every arm; Acrobot resets every 50 updates (~6 resets in the
@@ -32,6 +33,10 @@ AVERAGES=(--set "swa.averages=[swa@0.5, swa@0.9, ema@0.999@0]" --set swa.posthoc
 EFFECTS="variants=[baseline,swa,act_avg,reset_avg] swa.swag_rank=20"
 # atari-pong: the Atari grid's next game (Pong), same code, config and settings, into the same experiment.
 # atari-breakout-10m: Breakout at 10M frames (2.5M env steps, evaluations every 250k), an experiment of its own.
+# scale-mujoco (issue 41, docs/results/scale.md): DDPG at RL Zoo's 1M steps (the paper budget), forked pairs at 750k,
+# the policy to deploy chosen at the end of each run (50 test episodes), and SB3 checkpoint zips every 50k steps
+# along the baseline's trajectory (prefix + baseline arm; not committed: score them on the machine that made them).
+SCALE="experiment=scale_mujoco_ddpg_1m sb3_checkpoints.every=50000 select.test_episodes=50"
 GRIDS=(
   "mujoco|campaign-1=6bf1fcf0e16b8b355aca0aa05223aefc41547f32|configs/mujoco/ddpg.yaml|HalfCheetah-v5 Walker2d-v5|5"
   "atari|campaign-2=c944ba2d4aa8526def38823737d4bf00d692a849|configs/atari/a2c.yaml|ALE/Breakout-v5 ALE/Qbert-v5 ALE/SpaceInvaders-v5|3"
@@ -40,6 +45,7 @@ GRIDS=(
   "effects-acrobot|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|$EFFECTS swa.reset_every=50"
   "effects-pendulum|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|$EFFECTS"
   "effects-hopper|effects-1=ee057ab848fdb23a6c172c9885fdfd3fa3f2de09|configs/mujoco/ddpg.yaml|Hopper-v5|5|$EFFECTS experiment=mujoco_ddpg_effects"
+  "scale-mujoco|scale-1=9b5729c2364ade15f881377e81e96694d452b701|configs/mujoco/ddpg.yaml|Hopper-v5 HalfCheetah-v5|3|$SCALE|paper"
 )
 
 # The deployment grids (issue 31, docs/results/deploy.md): the baseline arm only, trained from scratch (--no-fork),
@@ -69,7 +75,7 @@ SCORING=(
 
 launch() {  # the compare driver of the grid set by `grid`, in the background; its pid in logs/NAME.pid ($@: further flags)
   # shellcheck disable=SC2086
-  (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget short --seeds "$seeds" \
+  (cd "$WT" && exec setsid nohup "$PY" "$WT/scripts/compare.py" "$WT/$config" --envs $envs --budget "${budget:-short}" --seeds "$seeds" \
       --jobs "${JOBS:-1}" --out "$RUNS" "${AVERAGES[@]}" "${own[@]}" "$@" >> "$DIR/logs/$name.log" 2>&1) &
   echo $! > "$DIR/logs/$name.pid"
 }
@@ -87,7 +93,7 @@ deploy_chain() {  # the deployment grids one after another; a stop (driver exit 
 }
 
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
-  IFS='|' read -r name code config envs seeds extra <<< "$1"
+  IFS='|' read -r name code config envs seeds extra budget <<< "$1"
   own=(); for kv in $extra; do own+=(--set "$kv"); done
   use_code "$code"
 }
