@@ -141,11 +141,11 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
 
 def summary(result: dict) -> str:
     """One line: what was deployed and why."""
-    c = result["confirmation"]
+    c, default = result["confirmation"], result.get("default", "online")
     why = (
-        "the race's leader is the online policy"
+        f"the race's leader is the default, {default}"
         if c is None
-        else f"leader {c['leader']}: {c['mean_difference']:+.3g} over online on {c['pairs']} paired episodes, "
+        else f"leader {c['leader']}: {c['mean_difference']:+.3g} over {default} on {c['pairs']} paired episodes, "
         f"lower bound {c['lower_bound']:+.3g}, p {c['p_value']:.3g} (level {result['level']})"
     )
     return f"deployed: {result['deployed']} ({why}); {result['episodes']} episodes, {result['wall_s']} s"

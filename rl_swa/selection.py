@@ -174,5 +174,6 @@ def choose(
         "episodes": spent,
         "rounds": rounds,
         "confirmation": confirmation,
+        "deployed_returns": list(extra.get(deployed) or returns[deployed]),  # its confirmation episodes, else its race's
         "candidates": table,
     }

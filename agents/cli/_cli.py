@@ -8,9 +8,16 @@ import signal
 import sys
 from collections.abc import Callable
 
+_STOP = ["interrupted before a checkpoint was written; run the same command again"]
+
+
+def stop_message(text: str) -> None:
+    """What an interrupt during start-up says (a command that writes no checkpoint says so)."""
+    _STOP[0] = text
+
 
 def _stopped_early(signum, frame) -> None:
-    print("interrupted before a checkpoint was written; run the same command again", file=sys.stderr)
+    print(_STOP[0], file=sys.stderr)
     raise SystemExit(3)
 
 

@@ -1,21 +1,30 @@
-"""Choose the policy to deploy from a finished run: race its candidates, confirm the leader.
+"""Choose the policy to deploy from a folder you already have: race its candidates, confirm the leader.
 
-    rl-swa select runs/<experiment>/<env>/<variant>/seed<k> [--episodes 200] [--level 0.05] [--test-episodes 0]
+    rl-swa select PATH [--episodes 200] [--level 0.05] [--test-episodes 0] [--default final|best]
 
-Candidates (those the run saved): the final online weights (the default), the best evaluated
-online weights (``best_policy.safetensors``: what SB3's ``EvalCallback`` keeps), the averages at the
-end (``swa_policy.safetensors``, ``average_<name>.safetensors``) and, with ``posthoc.pt``, the online
-weights at each saved point, the windows ending at the last point and post-hoc EMA profiles.
-The leader of a race on validation episodes replaces the online weights only when a one-sided
-paired test on fresh episodes finds it better at ``--level`` (``rl_swa.selection``).
+PATH is one of (told apart by their files):
+  - an RL Zoo experiment folder, logs/<algo>/<env>_<id>/ (algorithm, env, env_kwargs, wrappers,
+    frame stack and normalization come from its config.yml and args.yml);
+  - a folder of SB3 CheckpointCallback zips, rl_model_<N>_steps.zip (give --env, and --algo when
+    the zips do not say; rl_model_vecnormalize_<N>_steps.pkl are used when present);
+  - a run directory of rl-swa train/compare.
 
-Writes into the run directory ``deployed_policy.safetensors`` (``rl_swa.SWAPolicy.load``),
-``deployed_model.zip`` (the run's SB3 model with the deployed weights: ``A2C.load`` / ``DDPG.load``;
-like any SB3 zip it does not carry ``VecNormalize`` statistics, the ``.safetensors`` file does) and
-``selection.json`` (every candidate's episodes and means, the decision, its test, wall time).
-``--test-episodes N`` also scores the deployed policy, the online weights, the best evaluated ones,
-the fixed-start average and the post-hoc choice of ``posthoc.json`` (if any) on N test episodes,
-seeded apart from every validation and training evaluation episode.
+Candidates: the final model (the default a candidate must beat; --default best: the best model,
+as `enjoy.py --load-best` runs it), the best model, every checkpoint, equal averages of the last k
+checkpoints and EMA-weighted averages of the checkpoints (rl-swa runs: the final online weights,
+the best evaluated ones, the averages, the post-hoc windows and EMAs). Each plays with the
+normalization statistics of its own time where the folder has them, else the nearest; the table
+says which. The race's leader replaces the default only when a one-sided paired test on fresh
+episodes finds it better at --level. Actions: RL Zoo's rule (sampled on Atari, deterministic
+elsewhere) unless --actions says otherwise.
+
+Writes PATH/deployed/ as one unit (an rl-swa run: deployed_policy.safetensors, deployed_model.zip
+and selection.json, as before): model.zip (plain ALGO.load), vecnormalize.pkl (the deployed
+weights' statistics), policy.safetensors (loads without running code), results.json (the shape
+huggingface_sb3 writes), selection.json, and RL Zoo's layout, which its enjoy.py runs:
+    python -m rl_zoo3.enjoy --algo ALGO --env ENV -f PATH/deployed --exp-id 1
+Nothing else in PATH changes. Zips and .pkl files are read with SB3's own loaders (they unpickle):
+PATH must be a folder you trust.
 """
 
 from __future__ import annotations
@@ -23,20 +32,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
+from agents.cli._cli import Parser, guarded, int_in, stop_message  # first: signals during start-up
 from agents.config import ConfigError
+
+stop_message("interrupted; nothing was written; run the same command again")
+ACTIONS = {"auto": None, "deterministic": True, "sampled": False}
 
 
 def _args() -> argparse.Namespace:
     p = Parser(description=__doc__)
-    p.add_argument("run_dir")
+    p.add_argument("path", help="an RL Zoo experiment folder, a folder of SB3 checkpoints or an rl-swa run directory")
     p.add_argument(
         "--episodes", type=int_in(20, 10**6), default=200, help="validation budget over all candidates (default 200)"
     )
-    p.add_argument("--level", type=float, default=0.05, help="deploy a candidate only if better than online at this level")
+    p.add_argument(
+        "--level",
+        type=float,
+        default=0.05,
+        help="deploy a candidate only if better than the default at this level: a float in (0, 0.5), default 0.05",
+    )
     p.add_argument("--test-episodes", type=int_in(0, 10**5), default=0, help="also score the alternatives on N test episodes")
+    p.add_argument("--env", default=None, help="env id of a folder of SB3 checkpoints (the other folders record theirs)")
+    p.add_argument("--algo", default=None, help="algorithm of a checkpoint folder whose zips do not say (a2c, ppo, td3, ...)")
+    p.add_argument("--default", choices=["final", "best"], default="final", help="what a candidate must beat (default final)")
+    p.add_argument("--actions", choices=list(ACTIONS), default="auto", help="auto: RL Zoo's rule (sampled on Atari)")
     args = p.parse_args()
     if not 0 < args.level < 0.5:
         raise ConfigError(f"--level: {args.level} is not allowed; use a float in (0, 0.5), e.g. 0.05")
@@ -46,11 +65,76 @@ def _args() -> argparse.Namespace:
 @guarded
 def main() -> int:
     args = _args()
-    torch.set_num_threads(1)
-    from agents.deploy import select_run, summary
+    import torch
 
-    run = Path(args.run_dir)
-    result = select_run(run, args.episodes, args.level, args.test_episodes)
+    torch.set_num_threads(1)
+    from agents.runner import locked
+    from rl_swa.sources import SourceError, open_source
+    from rl_swa.sources.rundir import matches as is_run
+
+    path = Path(args.path)
+    if path.is_dir() and is_run(path):
+        return _run_dir(path, args)
+    with locked(path.resolve()):
+        try:
+            from rl_swa.select_folder import select_source
+            from rl_swa.selection import check_budget
+
+            source = open_source(path, args.env, args.algo, args.default, ACTIONS[args.actions])
+            print(source.describe(), flush=True)
+            try:
+                check_budget(len(source.candidates), args.episodes)
+            except ValueError as exc:
+                raise SourceError(f"--episodes: {exc}") from None
+            _, selection = select_source(source, args.episodes, args.level, args.test_episodes)
+        except SourceError as exc:
+            raise ConfigError(str(exc)) from None
+    _report(selection, source)
+    return 0
+
+
+def _report(selection: dict, source) -> None:
+    from agents.deploy import summary
+    from rl_swa.sources.deployed import zoo_command
+
+    for note in source.notes:
+        print(f"note: {note}")
+    print(table(selection["candidates"], selection["deployed"]))
+    print(summary(selection))
+    if "test" in selection:
+        means = ", ".join(f"{k} {v:.1f}" for k, v in selection["test"]["means"].items())
+        print(f"test ({len(selection['test']['returns']['deployed'])} episodes): {means}")
+    out = Path(selection["written"])
+    print(f"wrote {out}/ (model.zip, policy.safetensors, results.json, selection.json); RL Zoo: {zoo_command(source, out)}")
+
+
+def table(rows: list[dict], deployed: str) -> str:
+    """The candidates as a plain-text table: the race's episodes and mean, the confirmation's, the round it left."""
+    head = f"{'candidate':<30} {'kind':<18} {'statistics':<12} {'race':>12} {'confirmation':>14}  left in"
+    lines = [head]
+    for r in rows:
+        race = f"{r['race_mean']:.1f} ({r['race_episodes']})" if r["race_mean"] is not None else "-"
+        conf = f"{r['confirmation_mean']:.1f} ({r['confirmation_episodes']})" if "confirmation_mean" in r else ""
+        left = (
+            f"round {r['eliminated_in_round']}"
+            if r.get("eliminated_in_round")
+            else ("deployed" if r["name"] == deployed else "")
+        )
+        stats = str(r.get("statistics", ""))[:12]
+        lines.append(f"{r['name'][:30]:<30} {r.get('kind', ''):<18} {stats:<12} {race:>12} {conf:>14}  {left}")
+    return "\n".join(lines)
+
+
+def _run_dir(run: Path, args) -> int:
+    from agents.deploy import select_run, summary
+    from agents.runner import locked
+
+    if args.env or args.algo or args.default != "final" or args.actions != "auto":
+        raise ConfigError(
+            "--env, --algo, --default and --actions are for RL Zoo and checkpoint folders; a run records its own"
+        )
+    with locked(run):
+        result = select_run(run, args.episodes, args.level, args.test_episodes)
     print(f"{summary(result)}; {run / 'selection.json'}")
     return 0
 

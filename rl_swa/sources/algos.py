@@ -1,0 +1,47 @@
+"""Algorithm classes by RL Zoo's names, and the check that a model fits the env it will play."""
+
+from __future__ import annotations
+
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+
+from rl_swa.sources.zips import SourceError
+
+SB3 = {"a2c": A2C, "ppo": PPO, "ddpg": DDPG, "td3": TD3, "sac": SAC, "dqn": DQN}
+
+
+def algo_class(name: str) -> type:
+    """The class of ``name`` (SB3's, or sb3-contrib's as RL Zoo names them when it is installed)."""
+    known = dict(SB3)
+    try:
+        from rl_zoo3 import ALGOS  # RL Zoo's table: SB3 and sb3-contrib
+
+        known.update(ALGOS)
+    except ImportError:
+        pass
+    cls = known.get(name.lower())
+    if cls is None:
+        raise SourceError(f"--algo: {name!r} is not known; allowed: {', '.join(sorted(known))}")
+    return cls
+
+
+def check_env(make, model, env_id: str) -> None:
+    """Refuse, in one line, an env whose observations or actions are not the model's."""
+    try:
+        env = make(1, 0)
+    except Exception as exc:  # gymnasium raises several kinds for an unknown or unmakeable id
+        raise SourceError(f"env {env_id!r}: cannot be made here ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    try:
+        obs, act = env.observation_space, env.action_space
+    finally:
+        env.close()
+    want_obs = model.observation_space
+    same_obs = obs == want_obs or (
+        getattr(obs, "shape", None) is not None
+        and getattr(want_obs, "shape", None) is not None
+        and sorted(obs.shape) == sorted(want_obs.shape)  # channel-first vs channel-last images (VecTransposeImage)
+    )
+    if not same_obs or act != model.action_space:
+        raise SourceError(
+            f"env {env_id!r}: its spaces (observations {obs}, actions {act}) are not the model's "
+            f"({want_obs}, {model.action_space}); is it the env the model was trained on?"
+        )
