@@ -55,20 +55,33 @@ def run_dir(root: str | Path, cfg: ExperimentConfig, env_id: str, variant: str, 
 def locked(path: Path):
     """Hold an exclusive lock on the run directory ``path`` (a hidden sibling file, so that
     ``--overwrite`` can hold it while it replaces the directory). The OS releases it when the
-    process ends, however it ends. The lock file holds the holder's pid, named in a refusal."""
+    process ends, however it ends; a clean release removes the file. The lock file holds the
+    holder's pid, named in a refusal."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    name = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise ConfigError(f"{path} is in use by {_process(holder)}; wait for it to end or stop it") from None
+        try:  # the file may have been removed by the holder that just released it: lock the one at the path
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise ConfigError(f"{path} is in use by {_process(holder)}; wait for it to end or stop it") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield
     finally:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
         os.close(fd)
 
 

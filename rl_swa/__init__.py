@@ -4,7 +4,8 @@ Public names: :class:`WeightAverage` (the engine), :class:`SWACallback` (SB3 int
 :class:`SWAConfig` (its settings, validated once), :class:`SWAEvaluation` and :class:`PosthocRecorder`
 (parts that combine with it), :class:`SWAPolicy` (the averaged policy), :class:`SWAGRecorder` and
 :class:`SWAGPolicy` (SWA-Gaussian), :class:`EnsemblePolicy` (MultiSWA), :class:`OnAverage` (any SB3 callback on the averaged
-weights), :func:`select_policy` (the policy to deploy, chosen after training), the SWA-phase LR
+weights), :func:`select_policy` and :func:`select_folder` (the policy to deploy, chosen after training, from a
+callback, an RL Zoo folder, SB3 checkpoints or an rl-swa run), the SWA-phase LR
 schedules and the BatchNorm helper.
 """
 
@@ -19,6 +20,7 @@ from rl_swa.on_average import OnAverage
 from rl_swa.policy import SWAPolicy
 from rl_swa.posthoc import PosthocRecorder
 from rl_swa.schedules import AnnealSchedule, CyclicSchedule
+from rl_swa.select_folder import select_folder
 from rl_swa.swag import SWAGPolicy, SWAGRecorder
 from rl_swa.use_average import ActWithAverage, ResetToAverage
 
@@ -41,6 +43,7 @@ __all__ = [
     "SWAPolicy",
     "WeightAverage",
     "flatten_parameters",
+    "select_folder",
     "select_policy",
     "update_batch_norm",
     "__version__",

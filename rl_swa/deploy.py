@@ -14,6 +14,7 @@ races them and deploys the leader only when it beats the default on fresh episod
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -257,30 +258,45 @@ def run_selection(
 
 def select_policy(
     swa,
-    env: str | MakeEnv,
+    env: str | MakeEnv | None = None,
     episodes: int = 200,
     level: float = 0.05,
-    deterministic: bool = True,
+    deterministic: bool | None = None,
     seed: int = 0,
     sigma_rels: Sequence[float] = SIGMA_RELS,
 ) -> tuple[SWAPolicy, list[dict[str, Any]]]:
-    """The policy to deploy from a trained ``SWACallback``, and the table of what was tried.
+    """The policy to deploy from a trained ``SWACallback`` or a folder, and the table of what was tried.
 
+    :param swa: a trained :class:`~rl_swa.SWACallback`, or the path of a folder: an RL Zoo
+        experiment, a folder of SB3 checkpoints or an rl-swa run (:func:`rl_swa.select_folder`,
+        which also writes the folder's ``deployed/``).
     :param env: an env id, or ``make(n_envs, seed) -> VecEnv`` (raw observations: the candidates
-        carry their own observation normalization).
+        carry their own observation normalization). A folder: only a checkpoint folder needs the id.
     :param episodes: the validation budget over all candidates (half races them, half confirms the leader).
     :param level: a candidate replaces the final online weights only when a one-sided paired test on
         fresh episodes finds it better at this level.
+    :param deterministic: the action mode; None: deterministic for a callback, RL Zoo's rule for a folder.
     :param seed: validation episodes are seeded ``seed + 1_000_000 + i``.
     :return: the deployed :class:`SWAPolicy` (its ``metadata["selection"]``: the leader, the
-        confirmation's paired test, the episodes spent) and one row per candidate (name, kind,
-        episodes and mean in the race and in the confirmation, the round it left the race, decision).
+        confirmation's paired test, the episodes spent) and the table of candidates (a list of dicts
+        that prints as a table: name, kind, episodes and mean in the race and in the confirmation,
+        the round it left the race, decision).
     """
-    if getattr(swa, "model", None) is None or swa.model.num_timesteps == 0:
-        raise RuntimeError("select_policy: train first (model.learn(..., callback=swa)), then select")
-    policy, result = run_selection(candidates_of(swa, sigma_rels), env_maker(env), episodes, level, deterministic, seed)
-    table = result.pop("candidates")
-    for row in table:
-        row["decision"] = "deployed" if row["name"] == result["deployed"] else ""
+    from rl_swa.table import with_decisions
+
+    if isinstance(swa, (str, os.PathLike)):
+        from rl_swa.select_folder import select_folder
+
+        if env is not None and not isinstance(env, str):
+            raise ValueError("env: a folder takes an env id (a checkpoint folder) or None, not a function")
+        policy, result = select_folder(swa, episodes, level, env=env, deterministic=deterministic, seed=seed)
+    else:
+        if getattr(swa, "model", None) is None or swa.model.num_timesteps == 0:
+            raise RuntimeError("select_policy: train first (model.learn(..., callback=swa)), then select")
+        if env is None:
+            raise ValueError("env: an env id or a function (n_envs, seed) -> VecEnv is needed to play the candidates")
+        mode = True if deterministic is None else deterministic
+        policy, result = run_selection(candidates_of(swa, sigma_rels), env_maker(env), episodes, level, mode, seed)
+    table = with_decisions(result.pop("candidates"), result["deployed"])
     policy.metadata["selection"] = {k: result[k] for k in ("deployed", "leader", "level", "episodes", "confirmation")}
     return policy, table

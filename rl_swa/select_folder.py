@@ -57,6 +57,8 @@ def select_folder(
 def select_source(
     source: Source, episodes: int, level: float, test_episodes: int = 0, seed: int = 0, write: bool = True
 ) -> tuple[Any, dict[str, Any]]:
+    if write:
+        deployed_folder.check_writable(source.path / deployed_folder.FOLDER)
     policy, result = run_selection(source.candidates, source.make_env, episodes, level, source.deterministic, seed)
     selection: dict[str, Any] = {
         "source": {"kind": source.kind, "path": str(source.path), "found": source.found, "notes": source.notes},
@@ -86,6 +88,9 @@ def score_on_test(source: Source, policy, deployed: str, n: int, seed: int = 0) 
     for c in source.candidates:
         if c.name in COMPARED and c.name not in named:
             named[c.name] = c.make()
+    checkpoints = [c for c in source.candidates if c.kind == "checkpoint"]
+    if checkpoints and "last checkpoint" not in named:  # an RL Zoo folder names it by its step
+        named["last checkpoint"] = max(checkpoints, key=lambda c: c.info["step"]).make()
     with ReusedEnvs(source.make_env) as envs:
         returns = {name: play_episodes(p, envs, seeds, source.deterministic) for name, p in named.items()}
     return {

@@ -208,3 +208,31 @@ def test_nan_checkpoint_is_left_out_with_a_note(checkpoint_folder, tmp_path):
         assert "policy.pth" in z.namelist()
     with pytest.raises(SourceError, match="--default best"):
         open_source(folder, env="Pendulum-v1", default="best")
+
+
+def test_select_refuses_a_folder_in_use_and_releases_its_lock(zoo_run, tmp_path):
+    from agents.runner import locked
+
+    folder = tmp_path / "CartPole-v1_1"
+    shutil.copytree(zoo_run, folder, ignore=shutil.ignore_patterns("deployed"))
+    with locked(folder.resolve()):  # as a training run (train --overwrite) or another select holds it
+        assert "in use by process" in _bad(folder)
+    done = _select(folder, "--episodes", "60")
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob(".*.lock"))  # released and removed
+
+
+def test_deployed_folder_is_replaced_whole_and_never_follows_links(checkpoint_folder, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(checkpoint_folder, folder)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (folder / "deployed").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SourceError, match="not a folder"):
+        select_folder(folder, episodes=60, env="Pendulum-v1")
+    assert list(outside.iterdir()) == []  # nothing written through the link
+    (folder / "deployed").unlink()
+    select_folder(folder, episodes=60, env="Pendulum-v1")
+    (folder / "deployed" / "stale.txt").write_text("from an older select")
+    select_folder(folder, episodes=60, env="Pendulum-v1", seed=1)
+    assert not (folder / "deployed" / "stale.txt").exists()  # the new folder replaced the old one whole

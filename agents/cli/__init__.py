@@ -1,4 +1,4 @@
-"""The ``rl-swa`` command: ``rl-swa train|compare|evaluate|posthoc|select|ensemble|report|soak ...``.
+"""The ``rl-swa`` command: ``rl-swa train|compare|evaluate|posthoc|select|export|ensemble|report|soak ...``.
 
 Each command is a module of this package with a ``main()``; ``scripts/<command>.py`` runs the same
 (``scripts/select_policy.py`` for ``select``, which would hide the standard library's module).
@@ -14,7 +14,8 @@ COMMANDS = {
     "compare": "a grid of baseline and SWA pairs, then its report",
     "evaluate": "score a saved policy for N episodes",
     "posthoc": "choose the averaging window after training",
-    "select": "choose the policy to deploy from a finished run",
+    "select": "choose the policy to deploy: an rl-swa run, an RL Zoo folder, SB3 checkpoints",
+    "export": "a deployed policy as an ONNX graph (normalization and action clipping inside)",
     "ensemble": "score the ensemble of a grid's averaged policies (MultiSWA)",
     "report": "statistics and the report of a grid",
     "soak": "kill and resume a short run at random moments",

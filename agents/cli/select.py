@@ -96,33 +96,17 @@ def main() -> int:
 def _report(selection: dict, source) -> None:
     from agents.deploy import summary
     from rl_swa.sources.deployed import zoo_command
+    from rl_swa.table import with_decisions
 
     for note in source.notes:
         print(f"note: {note}")
-    print(table(selection["candidates"], selection["deployed"]))
+    print(with_decisions(selection["candidates"], selection["deployed"]))
     print(summary(selection))
     if "test" in selection:
         means = ", ".join(f"{k} {v:.1f}" for k, v in selection["test"]["means"].items())
         print(f"test ({len(selection['test']['returns']['deployed'])} episodes): {means}")
     out = Path(selection["written"])
     print(f"wrote {out}/ (model.zip, policy.safetensors, results.json, selection.json); RL Zoo: {zoo_command(source, out)}")
-
-
-def table(rows: list[dict], deployed: str) -> str:
-    """The candidates as a plain-text table: the race's episodes and mean, the confirmation's, the round it left."""
-    head = f"{'candidate':<30} {'kind':<18} {'statistics':<12} {'race':>12} {'confirmation':>14}  left in"
-    lines = [head]
-    for r in rows:
-        race = f"{r['race_mean']:.1f} ({r['race_episodes']})" if r["race_mean"] is not None else "-"
-        conf = f"{r['confirmation_mean']:.1f} ({r['confirmation_episodes']})" if "confirmation_mean" in r else ""
-        left = (
-            f"round {r['eliminated_in_round']}"
-            if r.get("eliminated_in_round")
-            else ("deployed" if r["name"] == deployed else "")
-        )
-        stats = str(r.get("statistics", ""))[:12]
-        lines.append(f"{r['name'][:30]:<30} {r.get('kind', ''):<18} {stats:<12} {race:>12} {conf:>14}  {left}")
-    return "\n".join(lines)
 
 
 def _run_dir(run: Path, args) -> int:

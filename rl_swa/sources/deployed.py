@@ -124,11 +124,18 @@ def _zoo_records(source: Source, model, normalized: bool) -> tuple[dict, dict]:
     return config, {"algo": source.algo, "env": source.env_id, "env_kwargs": env_kwargs, "seed": 0}
 
 
+def check_writable(out: Path) -> None:
+    """Refuse, before any episode is played, a deployed folder that cannot be written as one unit."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise SourceError(f"{out}: exists and is not a folder (a link or a file); move it away")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise SourceError(f"{out.parent}: not writable; the deployed folder is written there")
+
+
 def _swap(new: Path, out: Path) -> None:
     """Move ``new`` to ``out``; an old ``out`` is moved aside first and removed after."""
     old = None
-    if out.is_symlink() or out.is_file():
-        raise SourceError(f"{out}: exists and is not a folder; move it away")
+    check_writable(out)
     if out.exists():
         old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-old-"))
         os.replace(out, old / out.name)
