@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
+from rl_swa.averaging import all_finite
 from rl_swa.policy import SWAPolicy, copy_policy
 from rl_swa.posthoc import normalizer_of, synthesize_ema, window_average
 from rl_swa.selection import Candidate, check_settings, choose
@@ -225,6 +227,17 @@ def candidates_of(swa, sigma_rels: Sequence[float] = SIGMA_RELS) -> list[Candida
     return out + posthoc_candidates(swa.posthoc, online, sigma_rels)
 
 
+def finite_policy(policy) -> bool:
+    """Whether every float tensor of the policy (weights and normalization statistics) is finite."""
+    inner = getattr(policy, "policy", policy)
+    if not hasattr(inner, "state_dict"):  # any object with predict(): nothing to check
+        return True
+    tensors = [t for t in inner.state_dict().values() if t.is_floating_point()]
+    norm = getattr(policy, "obs_normalizer", None)
+    stats = [] if norm is None else [*norm.mean.values(), *norm.var.values()]
+    return all_finite(tensors) and all(bool(np.isfinite(a).all()) for a in stats)
+
+
 def run_selection(
     candidates: Sequence[Candidate],
     make_env: MakeEnv,
@@ -233,26 +246,47 @@ def run_selection(
     deterministic: bool = True,
     base_seed: int = 0,
 ) -> tuple[SWAPolicy, dict[str, Any]]:
-    """Race ``candidates`` (the first is the default) on validation episodes; the deployed policy and the result."""
+    """Race ``candidates`` (the first is the default) on validation episodes; the deployed policy and the result.
+
+    Every candidate is built first: one whose weights hold NaN/Inf cannot act and is left out (its
+    row says so). When the default is such a one, the race's leader among the rest is deployed
+    without a confirmation (nothing safe is left to fall back on), and the result says so.
+    """
     episodes, level = check_settings(episodes, level)
-    built: dict[int, Any] = {}
     t0 = time.time()
+    built = {i: c.make() for i, c in enumerate(candidates)}
+    usable = [i for i in built if finite_policy(built[i])]
+    if not usable:
+        raise ValueError("every candidate holds NaN/Inf weights: nothing can be deployed")
+    default_finite = usable[0] == 0
     with ReusedEnvs(make_env) as envs:
 
-        def play(i: int, seeds: list[int]) -> list[float]:
-            if i not in built:
-                built[i] = candidates[i].make()
-            return play_episodes(built[i], envs, seeds, deterministic)
+        def play(j: int, seeds: list[int]) -> list[float]:
+            return play_episodes(built[usable[j]], envs, seeds, deterministic)
 
-        result = choose(play, [c.name for c in candidates], 0, episodes, level, base_seed)
+        names = [candidates[i].name for i in usable]
+        result = choose(play, names, 0, episodes, level, base_seed, confirm=default_finite)
     result["wall_s"] = round(time.time() - t0, 1)
-    for row, c in zip(result["candidates"], candidates):
+    result["deployed_index"] = usable[result["deployed_index"]]
+    result["default"] = candidates[0].name
+    result["default_finite"] = default_finite
+    result["left_out"] = [candidates[i].name for i in built if i not in usable]
+    rows = {r["name"]: r for r in result["candidates"]}
+    result["candidates"] = []
+    for i, c in enumerate(candidates):
+        row = rows.get(c.name) or {"name": c.name, "race_episodes": 0, "race_mean": None, "eliminated_in_round": None}
+        if i not in usable:
+            row["left_out"] = "NaN/Inf weights"
         row["kind"] = c.kind
         row.update(c.info)
+        result["candidates"].append(row)
     chosen = candidates[result["deployed_index"]]
-    policy = built.get(result["deployed_index"]) or chosen.make()
-    if isinstance(policy, SWAPolicy):
-        policy.metadata = {**policy.metadata, "deployed": chosen.name}
+    policy = built[result["deployed_index"]]
+    if isinstance(policy, SWAPolicy):  # what it is, not the template's "online" and final step
+        step = chosen.info.get("step", chosen.info.get("to_step"))
+        policy.metadata = {**policy.metadata, "deployed": chosen.name, "weights": chosen.name}
+        if step is not None:
+            policy.metadata["num_timesteps"] = step
     return policy, result
 
 
@@ -291,6 +325,8 @@ def select_policy(
             raise ValueError("env: a folder takes an env id (a checkpoint folder) or None, not a function")
         policy, result = select_folder(swa, episodes, level, env=env, deterministic=deterministic, seed=seed)
     else:
+        if swa is None or not hasattr(swa, "extra"):
+            raise ValueError(f"swa: a trained SWACallback or the path of a folder is needed, got {type(swa).__name__}")
         if getattr(swa, "model", None) is None or swa.model.num_timesteps == 0:
             raise RuntimeError("select_policy: train first (model.learn(..., callback=swa)), then select")
         if env is None:

@@ -112,6 +112,7 @@ def choose(
     level: float = 0.05,
     base_seed: int = 0,
     confirm_share: float = 0.5,
+    confirm: bool = True,
 ) -> dict[str, Any]:
     """Race the candidates ``0..len(names)-1`` and confirm the leader against ``default``.
 
@@ -120,6 +121,8 @@ def choose(
     :param episodes: the validation budget, in episodes over all candidates; ``confirm_share`` of it
         goes to the confirmation (half to the leader, half to the default), the rest to the race.
     :param level: the chance of deploying a candidate no better than the default, at most.
+    :param confirm: False when the default cannot act (its weights hold NaN/Inf): the race's
+        leader is deployed without a confirmation, since there is nothing to fall back on.
     :return: ``{"deployed", "leader", "confirmation", "episodes", "candidates": [{name, episodes, mean, ...}]}``.
     """
     episodes, level = check_settings(episodes, level)
@@ -128,41 +131,13 @@ def choose(
         raise ValueError(f"default={default!r} is not allowed; it must index one of the {n} candidates")
     pairs, race_budget = check_budget(n, episodes, confirm_share)
     seeds = itertools.count(episode_seeds("validation", base_seed, 1)[0])
-    returns: dict[int, list[float]] = {i: [] for i in range(n)}
-    alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
-    rounds = math.ceil(math.log2(n)) if n > 1 else 0
-    eliminated_in: dict[int, int] = {}
-    left = race_budget
-    for r in range(rounds):
-        k = max(1, left // ((rounds - r) * len(alive)))  # what is left, spread over the rounds to come
-        left -= k * len(alive)
-        batch = [next(seeds) for _ in range(k)]
-        for i in alive:
-            returns[i] += [float(x) for x in play(i, batch)]
-        alive.sort(key=lambda i: -float(np.mean(returns[i])))
-        for i in alive[math.ceil(len(alive) / 2) :]:
-            eliminated_in[i] = r + 1
-        alive = alive[: math.ceil(len(alive) / 2)]
-    leader = alive[0]
-    confirmation = None
-    deployed = default
-    if leader != default:
-        batch = [next(seeds) for _ in range(pairs)]
-        a = [float(x) for x in play(leader, batch)]
-        b = [float(x) for x in play(default, batch)]
-        confirmation = {"leader": names[leader], "leader_mean": float(np.mean(a)), "default_mean": float(np.mean(b))}
-        confirmation |= paired_test(a, b, level)
+    leader, returns, eliminated_in, rounds = _race(play, n, default, race_budget, seeds)
+    deployed, confirmation, extra = leader, None, {}
+    if confirm and leader != default:
+        confirmation, extra = _confirm(play, names, leader, default, pairs, level, seeds)
         deployed = leader if confirmation["better"] else default
-        extra = {leader: a, default: b}
-    else:
-        extra = {}
-    table = []
-    for i, name in enumerate(names):
-        row = {"name": name, "race_episodes": len(returns[i]), "race_mean": float(np.mean(returns[i])) if returns[i] else None}
-        row["eliminated_in_round"] = eliminated_in.get(i)
-        if i in extra:
-            row["confirmation_episodes"], row["confirmation_mean"] = len(extra[i]), float(np.mean(extra[i]))
-        table.append(row)
+    elif confirm:
+        deployed = default
     spent = sum(len(v) for v in returns.values()) + sum(len(v) for v in extra.values())
     return {
         "deployed": names[deployed],
@@ -175,5 +150,45 @@ def choose(
         "rounds": rounds,
         "confirmation": confirmation,
         "deployed_returns": list(extra.get(deployed) or returns[deployed]),  # its confirmation episodes, else its race's
-        "candidates": table,
+        "candidates": _table(names, returns, eliminated_in, extra),
     }
+
+
+def _race(play, n: int, default: int, budget: int, seeds) -> tuple[int, dict[int, list[float]], dict[int, int], int]:
+    """Successive halving on shared seeds: (leader, every candidate's returns, round each left, rounds)."""
+    returns: dict[int, list[float]] = {i: [] for i in range(n)}
+    alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
+    rounds = math.ceil(math.log2(n)) if n > 1 else 0
+    eliminated_in: dict[int, int] = {}
+    left = budget
+    for r in range(rounds):
+        k = max(1, left // ((rounds - r) * len(alive)))  # what is left, spread over the rounds to come
+        left -= k * len(alive)
+        batch = [next(seeds) for _ in range(k)]
+        for i in alive:
+            returns[i] += [float(x) for x in play(i, batch)]
+        alive.sort(key=lambda i: -float(np.mean(returns[i])))
+        for i in alive[math.ceil(len(alive) / 2) :]:
+            eliminated_in[i] = r + 1
+        alive = alive[: math.ceil(len(alive) / 2)]
+    return alive[0], returns, eliminated_in, rounds
+
+
+def _confirm(play, names, leader: int, default: int, pairs: int, level: float, seeds) -> tuple[dict, dict[int, list[float]]]:
+    """The leader and the default on the same fresh episodes; the paired test and both returns."""
+    batch = [next(seeds) for _ in range(pairs)]
+    a = [float(x) for x in play(leader, batch)]
+    b = [float(x) for x in play(default, batch)]
+    confirmation = {"leader": names[leader], "leader_mean": float(np.mean(a)), "default_mean": float(np.mean(b))}
+    return confirmation | paired_test(a, b, level), {leader: a, default: b}
+
+
+def _table(names, returns, eliminated_in, extra) -> list[dict[str, Any]]:
+    table = []
+    for i, name in enumerate(names):
+        row = {"name": name, "race_episodes": len(returns[i]), "race_mean": float(np.mean(returns[i])) if returns[i] else None}
+        row["eliminated_in_round"] = eliminated_in.get(i)
+        if i in extra:
+            row["confirmation_episodes"], row["confirmation_mean"] = len(extra[i]), float(np.mean(extra[i]))
+        table.append(row)
+    return table

@@ -16,6 +16,8 @@ class SelectionTable(list):
             race = f"{r['race_mean']:.1f} ({r['race_episodes']})" if r.get("race_mean") is not None else "-"
             conf = f"{r['confirmation_mean']:.1f} ({r['confirmation_episodes']})" if "confirmation_mean" in r else ""
             left = r.get("decision") or (f"left in round {r['eliminated_in_round']}" if r.get("eliminated_in_round") else "")
+            if r.get("left_out"):
+                left = f"left out: {r['left_out']}"
             rows.append([r["name"], r.get("kind", ""), str(r.get("statistics", "")), race, conf, left])
         return rows
 

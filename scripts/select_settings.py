@@ -52,7 +52,7 @@ def main() -> int:
 
     rows = []
     for run in map(Path, args.runs):
-        cfg, env_id, candidates, _, _ = load_candidates(run)
+        cfg, env_id, candidates, _, _, _ = load_candidates(run)
 
         def make(n: int, seed: int, cfg=cfg, env_id=env_id):
             return make_env(cfg, env_id, n, seed, training=False)

@@ -169,7 +169,7 @@ def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path)
     assert too_few.returncode == 2 and "use episodes >= " in too_few.stderr and too_few.stderr.count("\n") == 1
     proc = run(ROOT / "scripts/select_policy.py", rundir, "--episodes", "80", "--test-episodes", "3")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("deployed: ")
+    assert "\ndeployed: " in proc.stdout and "wrote " in proc.stdout
     selection = json.loads((rundir / "selection.json").read_text())
     assert {"online", "best evaluated", "swa", "swa_0.9"} <= {row["name"] for row in selection["candidates"]}
     assert {"deployed", "online", "best evaluated", "fixed-start average"} <= set(selection["test"]["means"])

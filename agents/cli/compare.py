@@ -30,8 +30,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents import progress
 from agents.cli._cli import Parser, command_line, guarded, int_in  # first: signals during start-up
+
+# isort: split
+from agents import progress  # noqa: E402  (after the handlers)
 from agents.config import ConfigError, load_config
 
 
@@ -308,6 +310,25 @@ def _checked(args):
     return cfg, envs
 
 
+def _unselected(args, cfg, envs) -> None:
+    """With a select section, say in one line how to select the finished runs that lack a selection
+    (a section added after they finished: the grid does not train them again)."""
+    from agents.runner import run_dir
+
+    if cfg.select is None:
+        return
+    runs = [run_dir(args.out, cfg, e, v, s) for s in range(args.seeds) for e in envs for v in cfg.variants]
+    missing = [p for p in runs if (p / "result.json").exists() and not (p / "selection.json").exists()]
+    if missing:
+        s = cfg.select
+        print(
+            f"{len(missing)} finished runs have no selection (the select section came after them); select each with: "
+            f"rl-swa select RUN_DIR --episodes {s.episodes} --level {s.level} --test-episodes {s.test_episodes} "
+            f"(first: {missing[0]})",
+            flush=True,
+        )
+
+
 def _jobs(args, cfg, envs) -> list[Job]:
     """The grid's jobs still to run: per (seed, env) its prefix, then its arms (or the arms alone)."""
     from agents.runner import run_dir
@@ -324,6 +345,7 @@ def _jobs(args, cfg, envs) -> list[Job]:
     ]
     done = len(envs) * args.seeds * len(cfg.variants) - len(todo)
     print(f"{cfg.experiment}: {len(todo)} runs to do, {done} already finished; fork={fork}, jobs={args.jobs}", flush=True)
+    _unselected(args, cfg, envs)
     total = cfg.budget(args.budget).timesteps
     fork_at = resolve_steps(cfg.swa.start, total) if fork else 0
     arms: dict[tuple, list[Job]] = {}  # seed-major: every env gets seed 0 before any gets seed 1

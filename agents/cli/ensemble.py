@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
+
+# isort: split
+import numpy as np  # noqa: E402  (after the handlers: it takes a second)
+
 from agents.config import ConfigError, parse_config
 from agents.rundir import read_yaml
 from rl_swa.files import atomic_write

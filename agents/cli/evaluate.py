@@ -15,9 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from agents.cli._cli import SEED_MAX, Parser, guarded, int_in  # first: signals during start-up
+
+# isort: split
+import numpy as np  # noqa: E402  (after the handlers)
+
 from agents.config import ConfigError, load_config
 
 

@@ -25,10 +25,12 @@ import json
 import pickle
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
+
+# isort: split
+import numpy as np  # noqa: E402  (after the handlers: it takes a second)
+import torch  # noqa: E402  (after the handlers: it takes a second)
+
 from agents.config import ConfigError, parse_config
 from agents.provenance import code_version, cpu_model
 from agents.rundir import read_yaml

@@ -112,6 +112,7 @@ def _report(selection: dict, source) -> None:
 def _run_dir(run: Path, args) -> int:
     from agents.deploy import select_run, summary
     from agents.runner import locked
+    from rl_swa.table import with_decisions
 
     if args.env or args.algo or args.default != "final" or args.actions != "auto":
         raise ConfigError(
@@ -119,7 +120,14 @@ def _run_dir(run: Path, args) -> int:
         )
     with locked(run):
         result = select_run(run, args.episodes, args.level, args.test_episodes)
-    print(f"{summary(result)}; {run / 'selection.json'}")
+    for note in result.get("notes", []):
+        print(f"note: {note}")
+    print(with_decisions(result["candidates"], result["deployed"]))
+    print(summary(result))
+    if "test" in result:
+        means = ", ".join(f"{k} {v:.1f}" for k, v in result["test"]["means"].items())
+        print(f"test ({len(result['test']['returns']['deployed'])} episodes): {means}")
+    print(f"wrote {run / 'deployed_policy.safetensors'}, {run / 'deployed_model.zip'}, {run / 'selection.json'}")
     return 0
 
 

@@ -23,9 +23,10 @@ import time
 import zipfile
 from pathlib import Path
 
-import torch
+from agents.cli._cli import SEED_MAX, Parser, int_in  # first: signals during start-up
 
-from agents.cli._cli import SEED_MAX, Parser, int_in
+# isort: split
+import torch  # noqa: E402  (after the handlers)
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (configs/)
 CONFIG = ROOT / "configs/classic/pendulum_ddpg.yaml"

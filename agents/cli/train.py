@@ -15,10 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from agents.builders import VARIANTS
 from agents.cli._cli import SEED_MAX, Parser, command_line, guarded, int_in  # first: signals during start-up
+
+# isort: split
+import torch  # noqa: E402  (after the handlers)
+
+from agents.builders import VARIANTS  # noqa: E402  (after the handlers)
 from agents.config import ConfigError, load_config, parse_config
 from agents.rundir import read_yaml
 from agents.runner import Diverged, Interrupted, run

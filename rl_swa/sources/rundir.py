@@ -11,7 +11,7 @@ from rl_swa.sources.zips import SourceError
 
 
 def matches(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "result.json").is_file()
+    return (path / "config.yaml").is_file() and (path / "result.json").exists()  # a damaged one is refused later
 
 
 def open(path: Path, env: str | None, algo: str | None, default: str, deterministic: bool | None) -> Source:  # noqa: A001
@@ -25,7 +25,7 @@ def open(path: Path, env: str | None, algo: str | None, default: str, determinis
             f"{path}: an rl-swa run directory needs the pipeline ({exc.name}): pip install 'rl-swa[experiments]'"
         ) from None
     try:
-        cfg, env_id, candidates, _, _ = load_candidates(path)
+        cfg, env_id, candidates, _, _, notes = load_candidates(path)
     except ConfigError as exc:
         raise SourceError(str(exc)) from None
     if env is not None and env != env_id:
@@ -48,5 +48,6 @@ def open(path: Path, env: str | None, algo: str | None, default: str, determinis
         mode,  # the run's own evaluation mode unless overridden
         model_zip=path / "model.zip",
         algo_class=ALGORITHMS[cfg.algo],
+        notes=notes,
         found="final online weights, " + ", ".join(c.name for c in candidates[1:4]) + (", ..." if len(candidates) > 4 else ""),
     )
