@@ -89,30 +89,32 @@ def main() -> int:
             _, selection = select_source(source, args.episodes, args.level, args.test_episodes)
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
-    _report(selection, source)
+    from rl_swa.sources.deployed import zoo_command
+
+    out = Path(selection["written"])
+    files = "model.zip, vecnormalize.pkl if normalized, policy.safetensors, results.json, selection.json"
+    _report(selection, source.notes, f"{out}/ ({files}); RL Zoo: {zoo_command(source, out)}")
     return 0
 
 
-def _report(selection: dict, source) -> None:
+def _report(selection: dict, notes: list[str], wrote: str) -> None:
+    """The notes, the table of candidates, the decision, the test means and what was written."""
     from agents.deploy import summary
-    from rl_swa.sources.deployed import zoo_command
     from rl_swa.table import with_decisions
 
-    for note in source.notes:
+    for note in notes:
         print(f"note: {note}")
     print(with_decisions(selection["candidates"], selection["deployed"]))
     print(summary(selection))
     if "test" in selection:
         means = ", ".join(f"{k} {v:.1f}" for k, v in selection["test"]["means"].items())
         print(f"test ({len(selection['test']['returns']['deployed'])} episodes): {means}")
-    out = Path(selection["written"])
-    print(f"wrote {out}/ (model.zip, policy.safetensors, results.json, selection.json); RL Zoo: {zoo_command(source, out)}")
+    print(f"wrote {wrote}")
 
 
 def _run_dir(run: Path, args) -> int:
-    from agents.deploy import select_run, summary
+    from agents.deploy import OUTPUTS, select_run
     from agents.runner import locked
-    from rl_swa.table import with_decisions
 
     if args.env or args.algo or args.default != "final" or args.actions != "auto":
         raise ConfigError(
@@ -120,14 +122,7 @@ def _run_dir(run: Path, args) -> int:
         )
     with locked(run):
         result = select_run(run, args.episodes, args.level, args.test_episodes)
-    for note in result.get("notes", []):
-        print(f"note: {note}")
-    print(with_decisions(result["candidates"], result["deployed"]))
-    print(summary(result))
-    if "test" in result:
-        means = ", ".join(f"{k} {v:.1f}" for k, v in result["test"]["means"].items())
-        print(f"test ({len(result['test']['returns']['deployed'])} episodes): {means}")
-    print(f"wrote {run / 'deployed_policy.safetensors'}, {run / 'deployed_model.zip'}, {run / 'selection.json'}")
+    _report(result, result.get("notes", []), ", ".join(str(run / name) for name in OUTPUTS))
     return 0
 
 
