@@ -398,3 +398,21 @@ def test_the_readme_quotes_numbers_by_the_reports_rule():
         top = max(triple, key=lambda x: abs(float(x)))
         digits = top.lstrip("+-").replace(".", "").lstrip("0")
         assert len(places) == 1 and (len(digits) == 3 or (places == {0} and abs(float(top)) >= 100)), triple
+
+
+def test_glance_reads_test_scores_against_online(tmp_path):
+    from agents.report.glance import collect, table, write_glance
+
+    for seed, (deployed, online, best) in enumerate([(10.0, 4.0, 6.0), (8.0, 8.0, 5.0), (3.0, 1.0, 1.0)]):
+        run = tmp_path / "exp" / "Pendulum-v1" / "baseline" / f"seed{seed}"
+        run.mkdir(parents=True)
+        name = "online" if deployed == online else "swa"
+        means = {"deployed": deployed, "online": online, "best evaluated": best}
+        (run / "selection.json").write_text(json.dumps({"env": "Pendulum-v1", "deployed": name, "test": {"means": means}}))
+    data = collect([tmp_path / "exp"])["Pendulum-v1"]
+    assert data["runs"] == 3 and data["replaced"] == 2
+    assert data["diffs"]["deployed"] == [6.0, 0.0, 2.0] and data["diffs"]["best evaluated"] == [2.0, -3.0, 0.0]
+    row = table({"Pendulum-v1": data}).splitlines()[2]
+    assert row.startswith("| Pendulum-v1 | 3 | 2 of 3 | +2.7 [") and "(2/3)" in row
+    md = write_glance([tmp_path / "exp"], tmp_path / "out")
+    assert (tmp_path / "out" / "glance.png").stat().st_size > 0 and "rl-swa report --glance" in md.read_text()
