@@ -413,6 +413,6 @@ def test_glance_reads_test_scores_against_online(tmp_path):
     assert data["runs"] == 3 and data["replaced"] == 2
     assert data["diffs"]["deployed"] == [6.0, 0.0, 2.0] and data["diffs"]["best evaluated"] == [2.0, -3.0, 0.0]
     row = table({"Pendulum-v1": data}).splitlines()[2]
-    assert row.startswith("| Pendulum-v1 | 3 | 2 of 3 | +2.7 [") and "(2/3)" in row
+    assert row.startswith("| Pendulum-v1 | 3 | 2 of 3 | 2.67 [") and "(2/3)" in row
     md = write_glance([tmp_path / "exp"], tmp_path / "out")
     assert (tmp_path / "out" / "glance.png").stat().st_size > 0 and "rl-swa report --glance" in md.read_text()

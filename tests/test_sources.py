@@ -176,6 +176,12 @@ def test_bad_folders_get_one_line_and_stay_unchanged(checkpoint_folder, tmp_path
     other.save(folder / "rl_model_896_steps.zip")
     assert "different algorithms" in _bad(folder, "--env", "Pendulum-v1")
     (folder / "rl_model_896_steps.zip").unlink()
+    # a checkpoint of the same algorithm on another env (other spaces, so another network)
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, policy_kwargs={"net_arch": [16]}).save(folder / "rl_model_200_steps.zip")
+    shutil.copy(folder / "rl_model_vecnormalize_256_steps.pkl", folder / "rl_model_vecnormalize_200_steps.pkl")
+    assert "rl_model_200_steps.zip: its policy does not match" in _bad(folder, "--env", "Pendulum-v1")
+    (folder / "rl_model_200_steps.zip").unlink()
+    (folder / "rl_model_vecnormalize_200_steps.pkl").unlink()
     # a damaged checkpoint: named, with the problem
     (folder / "rl_model_384_steps.zip").write_bytes(b"PK\x03\x04 not a zip")
     assert "rl_model_384_steps.zip" in _bad(folder, "--env", "Pendulum-v1")
@@ -189,6 +195,10 @@ def test_zoo_folder_bad_records(zoo_run, tmp_path):
     folder = tmp_path / "CartPole-v1_1"
     shutil.copytree(zoo_run, folder, ignore=shutil.ignore_patterns("deployed"))
     assert "CartPole-v1" in _bad(folder, "--env", "Pendulum-v1")  # the folder says which env
+    config = (folder / "CartPole-v1/config.yml").read_text()
+    (folder / "CartPole-v1/config.yml").write_text("normalize: true\nn_envs: 8\npolicy: MlpPolicy\n")
+    assert "no vecnormalize.pkl" in _bad(folder)  # statistics the records promise are missing
+    (folder / "CartPole-v1/config.yml").write_text(config)
     (folder / "CartPole-v1/args.yml").write_text("!!python/object/apply:os.system ['touch pwned']\n")
     assert "args.yml" in _bad(folder)  # read safely: no code runs
     assert not Path("pwned").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.report.tables import _fmt, decimals
 from agents.stats import bootstrap_ci
 
 # The test scores compared with the online weights, as selection.json names them -> as the figure does.
@@ -25,24 +26,42 @@ POLICIES = {
     "fixed-start average": "equal average of the last quarter (SWA, eval-only)",
     "posthoc choice": "post-hoc average chosen on validation episodes",
 }
+# The same for folders made without rl-swa (RL Zoo, CheckpointCallback): against the final model.
+FOLDER_POLICIES = {
+    "deployed": "deployed by select",
+    "best model": "best_model.zip, final statistics (enjoy.py --load-best)",
+    "last checkpoint": "last checkpoint",
+}
 
 
-def collect(folders: list[str | Path]) -> dict[str, dict]:
-    """Per env: the runs, their difference from online per policy, and how many replaced online."""
+def collect(folders: list[str | Path], reference: str = "online", policies: dict = POLICIES) -> dict[str, dict]:
+    """Per env: the runs, their difference from ``reference`` per policy, how many replaced the
+    default, and the cost (episodes, select's wall time and its share of training where recorded)."""
     out: dict[str, dict] = {}
     for folder in folders:
         for path in sorted(Path(folder).glob("**/selection.json")):
             data = json.loads(path.read_text())
             means = (data.get("test") or {}).get("means") or {}
-            if "online" not in means:
+            if reference not in means:
                 continue
-            env = out.setdefault(data["env"], {"runs": 0, "replaced": 0, "diffs": {k: [] for k in POLICIES}})
+            env = out.setdefault(data["env"], {"runs": 0, "replaced": 0, "diffs": {k: [] for k in policies}, "cost": []})
             env["runs"] += 1
             env["replaced"] += data["deployed"] != data.get("default", "online")
-            for key in POLICIES:
+            for key in policies:
                 if key in means:
-                    env["diffs"][key].append(means[key] - means["online"])
+                    env["diffs"][key].append(means[key] - means[reference])
+            env["cost"].append((data.get("episodes"), data.get("wall_s"), _train_wall_s(path, data)))
     return out
+
+
+def _train_wall_s(path: Path, data: dict) -> float | None:
+    """The training wall time: a run's own record, or ``train_wall_s.txt`` beside an RL Zoo run's files."""
+    if data.get("train_wall_s"):
+        return float(data["train_wall_s"])
+    for f in (path.parent / "train_wall_s.txt", path.parent.parent / "train_wall_s.txt"):
+        if f.is_file():
+            return float(f.read_text().split()[0])
+    return None
 
 
 def _interval(diffs: list[float]) -> tuple[float, float, float]:
@@ -50,28 +69,41 @@ def _interval(diffs: list[float]) -> tuple[float, float, float]:
     return float(np.mean(diffs)), lo, hi
 
 
-def _num(x: float) -> str:
-    return f"{x:+.0f}" if abs(x) >= 100 else f"{x:+.1f}" if abs(x) >= 1 else f"{x:+.2f}"
+def _cell(x: list[float]) -> str:
+    """Mean [CI] (runs above 0 / runs), the report's rule for decimals; a policy never different: 0."""
+    if not any(x):
+        return f"0 in all {len(x)} runs"
+    m, lo, hi = _interval(x)
+    if len(x) == 1:
+        return f"{_fmt(m)} (1 run)"
+    d = decimals(m, lo, hi)
+    return f"{_fmt(m, d)} [{_fmt(lo, d)}, {_fmt(hi, d)}] ({sum(v > 0 for v in x)}/{len(x)})"
 
 
-def table(data: dict[str, dict]) -> str:
-    head = "| env | runs | replaced online | " + " | ".join(f"{k} - online" for k in POLICIES) + " |"
-    lines = [head, "|" + "---|" * (3 + len(POLICIES))]
+def table(data: dict[str, dict], reference: str = "online", policies: dict = POLICIES) -> str:
+    head = f"| env | runs | replaced {reference} | " + " | ".join(f"{k} - {reference}" for k in policies) + " |"
+    lines = [head, "|" + "---|" * (3 + len(policies))]
     for env, d in data.items():
         cells = []
-        for key in POLICIES:
-            x = d["diffs"][key]
-            if not x:
-                cells.append("")
-                continue
-            m, lo, hi = _interval(x)
-            wins = sum(v > 0 for v in x)
-            cells.append(f"{_num(m)} [{_num(lo)}, {_num(hi)}] ({wins}/{len(x)})" if len(x) > 1 else f"{_num(m)} (1 run)")
+        for key in policies:
+            cells.append(_cell(d["diffs"][key]) if d["diffs"][key] else "")
         lines.append(f"| {env} | {d['runs']} | {d['replaced']} of {d['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def figure(data: dict[str, dict], path: Path) -> Path:
+def cost_table(data: dict[str, dict]) -> str:
+    """Per env: validation episodes, select's wall time, and its share of the training wall time."""
+    lines = ["| env | episodes (mean) | select wall s (mean) | share of training (range) |", "|---|---|---|---|"]
+    for env, d in data.items():
+        eps = [c[0] for c in d["cost"] if c[0] is not None]
+        wall = [c[1] for c in d["cost"] if c[1] is not None]
+        share = [c[1] / c[2] for c in d["cost"] if c[1] is not None and c[2]]
+        shares = f"{100 * min(share):.1f}-{100 * max(share):.1f}%" if share else ""
+        lines.append(f"| {env} | {np.mean(eps):.0f} | {np.mean(wall):.1f} | {shares} |")
+    return "\n".join(lines)
+
+
+def figure(data: dict[str, dict], path: Path, reference: str = "online", policies: dict = POLICIES) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +113,7 @@ def figure(data: dict[str, dict], path: Path) -> Path:
     cols = min(3, len(envs))
     rows = -(-len(envs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 2.2, 2.3 * rows + 0.6), sharey=True, squeeze=False)
-    keys = list(POLICIES)
+    keys = list(policies)
     for ax, env in zip(axes.flat, envs):
         for y, key in enumerate(keys):
             x = data[env]["diffs"][key]
@@ -93,14 +125,15 @@ def figure(data: dict[str, dict], path: Path) -> Path:
             ax.errorbar([m], [y], xerr=err, fmt="o", color=color, capsize=3)
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_title(f"{env} ({data[env]['runs']} runs)", fontsize=9)
-        ax.set_xlabel("test return - online", fontsize=8)
+        ax.set_xlabel(f"test return - {reference}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(envs) :]:
         ax.set_visible(False)
     for row in axes:
-        row[0].set_yticks(range(len(keys)), [POLICIES[k] for k in keys], fontsize=8)
+        row[0].set_yticks(range(len(keys)), [policies[k] for k in keys], fontsize=8)
     axes[0][0].invert_yaxis()
-    fig.suptitle("Each policy against the final online weights on the same test episodes (mean over runs, 95% CI)", fontsize=9)
+    title = "the final online weights" if reference == "online" else "the final model"
+    fig.suptitle(f"Each policy against {title} on the same test episodes (mean over runs, 95% CI)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -108,14 +141,20 @@ def figure(data: dict[str, dict], path: Path) -> Path:
 
 
 def write_glance(folders: list[str | Path], out: str | Path) -> Path:
-    """``glance.png`` and ``glance.md`` in ``out``; the path of the Markdown file."""
-    data = collect(folders)
+    """``glance.png`` and ``glance.md`` in ``out``; the path of the Markdown file. Runs of rl-swa are
+    compared with their online weights; folders made without rl-swa (RL Zoo, CheckpointCallback)
+    with their final model, written as ``any_run.png`` and ``any_run.md``."""
+    reference, policies, name = "online", POLICIES, "glance"
+    data = collect(folders, reference, policies)
+    if not data:
+        reference, policies, name = "final model", FOLDER_POLICIES, "any_run"
+        data = collect(folders, reference, policies)
     if not data:
         raise ValueError("no selection.json with test scores under the folders given")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figure(data, out / "glance.png")
+    figure(data, out / f"{name}.png", reference, policies)
     command = "rl-swa report --glance " + " ".join(str(f) for f in folders) + f" --out {out}"
-    md = f"{table(data)}\n\nMade by `{command}`.\n"
-    (out / "glance.md").write_text(md)
-    return out / "glance.md"
+    md = f"{table(data, reference, policies)}\n\n{cost_table(data)}\n\nMade by `{command}`.\n"
+    (out / f"{name}.md").write_text(md)
+    return out / f"{name}.md"

@@ -24,7 +24,7 @@ def algo_class(name: str) -> type:
     return cls
 
 
-def check_env(make, model, env_id: str) -> None:
+def check_env(make, model, env_id: str, source=None) -> None:
     """Refuse, in one line, an env whose observations or actions are not the model's."""
     try:
         env = make(1, 0)
@@ -42,6 +42,6 @@ def check_env(make, model, env_id: str) -> None:
     )
     if not same_obs or act != model.action_space:
         raise SourceError(
-            f"env {env_id!r}: its spaces (observations {obs}, actions {act}) are not the model's "
-            f"({want_obs}, {model.action_space}); is it the env the model was trained on?"
+            f"env {env_id!r}: its spaces (observations {obs}, actions {act}) are not those of "
+            f"{source or 'the model'} ({want_obs}, {model.action_space}); is it the env the model was trained on?"
         )

@@ -82,7 +82,7 @@ def open(path: Path, env: str | None, algo: str | None, default: str, determinis
         saved = [saved[1], saved[0]]
     model = load_model(cls, checkpoints[-1].path)
     make = _env_maker(env, model.observation_space)
-    check_env(make, model, env)
+    check_env(make, model, env, checkpoints[-1].path)
     candidates, notes = zip_candidates(model, [*saved, *checkpoints[:-1]], checkpoints)
     found = f"{len(zips)} checkpoints" + (", best_model.zip" if len(saved) > 1 else "")
     found += ", statistics with each" if own else ", no VecNormalize statistics"

@@ -89,7 +89,7 @@ def open(path: Path, env: str | None, algo: str | None, default: str, determinis
     checkpoints = [Saved(f"checkpoint {s}", "checkpoint", p, s, stats_file, ckpt_note) for s, p in checkpoint_zips(path)]
     model = load_model(cls, final)
     make = _env_maker(env_id, config, args)
-    check_env(make, model, env_id)
+    check_env(make, model, env_id, final)
     candidates, notes = zip_candidates(model, [*saved, *checkpoints], checkpoints)
     found = "final model" + (", best_model.zip" if any(s.kind == "best" for s in saved) else "")
     found += f", {len(checkpoints)} checkpoints" + (", final VecNormalize statistics" if normalized else "")
