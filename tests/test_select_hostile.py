@@ -196,3 +196,19 @@ def test_a_select_section_added_to_a_finished_grid_says_how_to_select(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     line = next(x for x in again.stdout.splitlines() if "have no selection" in x)
     assert line.startswith("1 finished runs") and "rl-swa select RUN_DIR --episodes 200" in line
+
+
+def test_library_call_names_a_bad_source_and_prints_its_table(finished):
+    from rl_swa import select_policy
+
+    with pytest.raises(ValueError, match="a trained SWACallback or the path of a folder"):
+        select_policy(None, "CartPole-v1")
+    from rl_swa.table import with_decisions
+
+    rows = [{"name": "online", "kind": "online", "race_mean": 500.0, "race_episodes": 14, "eliminated_in_round": None},
+            {"name": "swa", "kind": "average", "race_mean": 338.0, "race_episodes": 4, "eliminated_in_round": 2}]  # fmt: skip
+    table = with_decisions(rows, "online")
+    text = str(table)
+    assert text.splitlines()[0].split() == ["name", "kind", "statistics", "race", "confirmation", "decision"]
+    assert "500.0 (14)" in text and "left in round 2" in text and "deployed" in text.splitlines()[1]
+    assert table.to_markdown().splitlines()[2].startswith("| online | online |")

@@ -98,9 +98,15 @@ def main() -> int:
 
 
 def _report(selection: dict, notes: list[str], wrote: str) -> None:
-    """The notes, the table of candidates, the decision, the test means and what was written."""
+    """The notes, the table of candidates, the decision, the test means and what was written. The
+    outputs are complete by now: a signal while this prints is ignored (exit 0, not -2 or -15)."""
+    import signal
+
     from agents.deploy import summary
     from rl_swa.table import with_decisions
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     for note in notes:
         print(f"note: {note}")
