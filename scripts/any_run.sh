@@ -4,6 +4,7 @@
 #
 #   bash scripts/any_run.sh train     # RL Zoo trains every run that has no final model yet (one at a time)
 #   bash scripts/any_run.sh select    # rl-swa select on every trained folder without deployed/
+#   bash scripts/any_run.sh enjoy     # RL Zoo's enjoy.py on every deployed/ folder (1,000 steps), its exit code into enjoy.log
 #   bash scripts/any_run.sh collect   # the small files (selection.json, results.json, RL Zoo's records) into docs/results/any_run/
 #
 # ZOO_DIR (default: ../campaign/zoo next to the repository) holds the runs; PY: the Python with rl_zoo3; RLSWA: rl-swa.
@@ -57,13 +58,29 @@ select_all() {
   done
 }
 
+enjoy() {
+  local algo env seeds freq extra seed
+  for line in "${RUNS[@]}"; do
+    IFS='|' read -r algo env seeds freq extra <<< "$line"
+    for seed in $seeds; do
+      local run=$DIR/$algo/${env}_$seed
+      [ -d "$run/deployed" ] || continue
+      local rc=0
+      "$PY" -m rl_zoo3.enjoy --algo "$algo" --env "$env" -f "$run/deployed" --exp-id 1 --no-render -n 1000 \
+        > "$run/enjoy.out" 2>&1 || rc=$?
+      echo "rl_zoo3.enjoy exit $rc; $(grep -c 'Episode Reward' "$run/enjoy.out") episodes" > "$run/enjoy.log"
+      echo "enjoy $run: $(cat "$run/enjoy.log")"
+    done
+  done
+}
+
 collect() {
   local dest=$REPO/docs/results/any_run
   (cd "$DIR" && find . -path '*/deployed/selection.json' -printf '%h\n') | while read -r d; do
     local run=${d%/deployed}
     mkdir -p "$dest/$run"
     cp "$DIR/$d/selection.json" "$DIR/$d/results.json" "$dest/$run/"
-    cp "$DIR/$run/train_wall_s.txt" "$DIR/$run/select.log" "$dest/$run/" 2>/dev/null || true
+    cp "$DIR/$run/train_wall_s.txt" "$DIR/$run/select.log" "$DIR/$run/enjoy.log" "$dest/$run/" 2>/dev/null || true
     find "$DIR/$run" -maxdepth 2 \( -name config.yml -o -name args.yml -o -name command.txt \) -path "*/$(basename "${run%_*}")/*" \
       -exec cp {} "$dest/$run/" \;
   done
@@ -75,6 +92,7 @@ cmd=${1:-train}
 case $cmd in
   train) train ;;
   select) select_all ;;
+  enjoy) enjoy ;;
   collect) collect ;;
-  *) echo "usage: any_run.sh train|select|collect" >&2; exit 2 ;;
+  *) echo "usage: any_run.sh train|select|enjoy|collect" >&2; exit 2 ;;
 esac
