@@ -140,7 +140,7 @@ def posthoc_choice(run: Path, points: list[dict], online):
     return policy_with(online, window_average(by_step[chosen["to_step"]], earlier))
 
 
-def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episodes: int = 0) -> dict:
+def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episodes: int = 0, on_round=None) -> dict:
     """Choose and write the deployed policy of the finished run ``run``; the content of its ``selection.json``.
 
     Every input is checked before an episode is played; the three outputs are written to
@@ -165,7 +165,7 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
     except ValueError as exc:
         raise ConfigError(f"{run}: {exc}") from None
     try:
-        policy, result = run_selection(candidates, make, episodes, level, det, base)
+        policy, result = run_selection(candidates, make, episodes, level, det, base, on_round=on_round)
     except ValueError as exc:  # every candidate broken
         raise ConfigError(f"{run}: {exc}") from None
     out = {

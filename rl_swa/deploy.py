@@ -245,6 +245,7 @@ def run_selection(
     level: float = 0.05,
     deterministic: bool = True,
     base_seed: int = 0,
+    on_round=None,
 ) -> tuple[SWAPolicy, dict[str, Any]]:
     """Race ``candidates`` (the first is the default) on validation episodes; the deployed policy and the result.
 
@@ -265,7 +266,7 @@ def run_selection(
             return play_episodes(built[usable[j]], envs, seeds, deterministic)
 
         names = [candidates[i].name for i in usable]
-        result = choose(play, names, 0, episodes, level, base_seed, confirm=default_finite)
+        result = choose(play, names, 0, episodes, level, base_seed, confirm=default_finite, on_round=on_round)
     result["wall_s"] = round(time.time() - t0, 1)
     result["deployed_index"] = usable[result["deployed_index"]]
     result["default"] = candidates[0].name

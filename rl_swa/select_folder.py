@@ -55,11 +55,13 @@ def select_folder(
 
 
 def select_source(
-    source: Source, episodes: int, level: float, test_episodes: int = 0, seed: int = 0, write: bool = True
+    source: Source, episodes: int, level: float, test_episodes: int = 0, seed: int = 0, write: bool = True, on_round=None
 ) -> tuple[Any, dict[str, Any]]:
     if write:
         deployed_folder.check_writable(source.path / deployed_folder.FOLDER)
-    policy, result = run_selection(source.candidates, source.make_env, episodes, level, source.deterministic, seed)
+    policy, result = run_selection(
+        source.candidates, source.make_env, episodes, level, source.deterministic, seed, on_round=on_round
+    )
     selection: dict[str, Any] = {
         "source": {"kind": source.kind, "path": str(source.path), "found": source.found, "notes": source.notes},
         "env": source.env_id,

@@ -113,6 +113,7 @@ def choose(
     base_seed: int = 0,
     confirm_share: float = 0.5,
     confirm: bool = True,
+    on_round: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Race the candidates ``0..len(names)-1`` and confirm the leader against ``default``.
 
@@ -123,6 +124,7 @@ def choose(
     :param level: the chance of deploying a candidate no better than the default, at most.
     :param confirm: False when the default cannot act (its weights hold NaN/Inf): the race's
         leader is deployed without a confirmation, since there is nothing to fall back on.
+    :param on_round: called with one line after each round of the race and after the confirmation (progress).
     :return: ``{"deployed", "leader", "confirmation", "episodes", "candidates": [{name, episodes, mean, ...}]}``.
     """
     episodes, level = check_settings(episodes, level)
@@ -131,9 +133,11 @@ def choose(
         raise ValueError(f"default={default!r} is not allowed; it must index one of the {n} candidates")
     pairs, race_budget = check_budget(n, episodes, confirm_share)
     seeds = itertools.count(episode_seeds("validation", base_seed, 1)[0])
-    leader, returns, eliminated_in, rounds = _race(play, n, default, race_budget, seeds)
+    say = on_round or (lambda line: None)
+    leader, returns, eliminated_in, rounds = _race(play, n, default, race_budget, seeds, say)
     deployed, confirmation, extra = leader, None, {}
     if confirm and leader != default:
+        say(f"confirmation: {names[leader]} against {names[default]} on {pairs} paired episodes")
         confirmation, extra = _confirm(play, names, leader, default, pairs, level, seeds)
         deployed = leader if confirmation["better"] else default
     elif confirm:
@@ -154,7 +158,7 @@ def choose(
     }
 
 
-def _race(play, n: int, default: int, budget: int, seeds) -> tuple[int, dict[int, list[float]], dict[int, int], int]:
+def _race(play, n: int, default: int, budget: int, seeds, say) -> tuple[int, dict[int, list[float]], dict[int, int], int]:
     """Successive halving on shared seeds: (leader, every candidate's returns, round each left, rounds)."""
     returns: dict[int, list[float]] = {i: [] for i in range(n)}
     alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
@@ -171,6 +175,7 @@ def _race(play, n: int, default: int, budget: int, seeds) -> tuple[int, dict[int
         for i in alive[math.ceil(len(alive) / 2) :]:
             eliminated_in[i] = r + 1
         alive = alive[: math.ceil(len(alive) / 2)]
+        say(f"race round {r + 1}/{rounds}: {k} episodes each, {len(alive)} of {n} candidates left")
     return alive[0], returns, eliminated_in, rounds
 
 

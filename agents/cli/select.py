@@ -86,7 +86,7 @@ def main() -> int:
                 check_budget(len(source.candidates), args.episodes)
             except ValueError as exc:
                 raise SourceError(f"--episodes: {exc}") from None
-            _, selection = select_source(source, args.episodes, args.level, args.test_episodes)
+            _, selection = select_source(source, args.episodes, args.level, args.test_episodes, on_round=_progress)
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
     from rl_swa.sources.deployed import zoo_command
@@ -95,6 +95,11 @@ def main() -> int:
     files = "model.zip, vecnormalize.pkl if normalized, policy.safetensors, results.json, selection.json"
     _report(selection, source.notes, f"{out}/ ({files}); RL Zoo: {zoo_command(source, out)}")
     return 0
+
+
+def _progress(line: str) -> None:
+    """Where a long select is (an Atari race takes minutes): one line per round (stderr keeps errors only)."""
+    print(line, flush=True)
 
 
 def _report(selection: dict, notes: list[str], wrote: str) -> None:
@@ -127,7 +132,7 @@ def _run_dir(run: Path, args) -> int:
             "--env, --algo, --default and --actions are for RL Zoo and checkpoint folders; a run records its own"
         )
     with locked(run):
-        result = select_run(run, args.episodes, args.level, args.test_episodes)
+        result = select_run(run, args.episodes, args.level, args.test_episodes, on_round=_progress)
     _report(result, result.get("notes", []), ", ".join(str(run / name) for name in OUTPUTS))
     return 0
 
