@@ -158,12 +158,14 @@ def choose(
     }
 
 
-def _race(play, n: int, default: int, budget: int, seeds, say) -> tuple[int, dict[int, list[float]], dict[int, int], int]:
-    """Successive halving on shared seeds: (leader, every candidate's returns, round each left, rounds)."""
+def _race(play, n: int, default: int, budget: int, seeds, say) -> tuple[int, dict[int, list[float]], dict, int]:
+    """Successive halving on shared seeds: (leader, every candidate's returns, the round each left
+    and those that left tied with a survivor, rounds)."""
     returns: dict[int, list[float]] = {i: [] for i in range(n)}
     alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
     rounds = math.ceil(math.log2(n)) if n > 1 else 0
     eliminated_in: dict[int, int] = {}
+    tied: set[int] = set()
     left = budget
     for r in range(rounds):
         k = max(1, left // ((rounds - r) * len(alive)))  # what is left, spread over the rounds to come
@@ -172,11 +174,14 @@ def _race(play, n: int, default: int, budget: int, seeds, say) -> tuple[int, dic
         for i in alive:
             returns[i] += [float(x) for x in play(i, batch)]
         alive.sort(key=lambda i: -float(np.mean(returns[i])))
-        for i in alive[math.ceil(len(alive) / 2) :]:
+        keep = math.ceil(len(alive) / 2)
+        for i in alive[keep:]:
             eliminated_in[i] = r + 1
-        alive = alive[: math.ceil(len(alive) / 2)]
+            if float(np.mean(returns[i])) == float(np.mean(returns[alive[keep - 1]])):
+                tied.add(i)  # as good as a survivor: left by candidate order (the default first)
+        alive = alive[:keep]
         say(f"race round {r + 1}/{rounds}: {k} episodes each, {len(alive)} of {n} candidates left")
-    return alive[0], returns, eliminated_in, rounds
+    return alive[0], returns, {"round": eliminated_in, "tied": tied}, rounds
 
 
 def _confirm(play, names, leader: int, default: int, pairs: int, level: float, seeds) -> tuple[dict, dict[int, list[float]]]:
@@ -188,11 +193,15 @@ def _confirm(play, names, leader: int, default: int, pairs: int, level: float, s
     return confirmation | paired_test(a, b, level), {leader: a, default: b}
 
 
-def _table(names, returns, eliminated_in, extra) -> list[dict[str, Any]]:
+def _table(names, returns, eliminated, extra) -> list[dict[str, Any]]:
+    """One row per candidate. Race means are over each one's own race episodes: one that left early
+    played fewer (its mean may be above a survivor's later one); ``tied``: it left as good as a survivor."""
     table = []
     for i, name in enumerate(names):
         row = {"name": name, "race_episodes": len(returns[i]), "race_mean": float(np.mean(returns[i])) if returns[i] else None}
-        row["eliminated_in_round"] = eliminated_in.get(i)
+        row["eliminated_in_round"] = eliminated["round"].get(i)
+        if i in eliminated["tied"]:
+            row["tied"] = True
         if i in extra:
             row["confirmation_episodes"], row["confirmation_mean"] = len(extra[i]), float(np.mean(extra[i]))
         table.append(row)

@@ -100,3 +100,16 @@ def test_bad_settings_name_the_field(episodes, level):
 def test_validation_and_test_seeds_are_disjoint_from_training_evaluations():
     val, test = episode_seeds("validation", 10000, 10**5), episode_seeds("test", 10000, 10**5)
     assert not set(val) & set(test) and min(val) > 10000 + 10**5
+
+
+def test_candidates_that_leave_the_race_tied_are_marked():
+    """At a score cap every candidate ties: the default survives by order, and the table says why
+    the others left (a naive table shows them at the cap above the deployed one with no word)."""
+    from rl_swa.selection import choose
+
+    result = choose(lambda i, seeds: [500.0] * len(seeds), ["online", "a", "b", "c"], episodes=40)
+    rows = {r["name"]: r for r in result["candidates"]}
+    assert result["deployed"] == "online" and result["leader"] == "online"
+    assert all(rows[n].get("tied") for n in ("a", "b", "c")) and not rows["online"].get("tied")
+    worse = choose(lambda i, seeds: [float(10 - i)] * len(seeds), ["online", "a", "b", "c"], episodes=40)
+    assert not any(r.get("tied") for r in worse["candidates"])
