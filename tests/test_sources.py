@@ -63,6 +63,17 @@ def test_zoo_folder_is_read_from_its_own_records(zoo_run):
     assert open_source(zoo_run, default="best").candidates[0].name == "best model"
 
 
+def test_the_deployed_folder_is_never_taken_for_the_runs_records(tmp_path):
+    """select's own deployed/ holds RL Zoo's layout too; "deployed" sorts before "parking-v0"."""
+    from rl_swa.sources import zoo
+
+    for records in (tmp_path / "parking-v0", tmp_path / "deployed/a2c/parking-v0_1/parking-v0"):
+        records.mkdir(parents=True)
+        (records / "config.yml").write_text("policy: MlpPolicy\n")
+        (records / "args.yml").write_text("algo: a2c\nenv: parking-v0\n")
+    assert zoo._records(tmp_path) == tmp_path / "parking-v0"
+
+
 def test_select_on_a_zoo_folder_writes_a_deployed_folder_enjoy_runs(zoo_run):
     before = _snapshot(zoo_run)
     done = _select(zoo_run, "--episodes", "60", "--test-episodes", "5")

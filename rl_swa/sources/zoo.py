@@ -38,6 +38,8 @@ _ZooLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.Or
 def _records(path: Path) -> Path | None:
     """The folder holding RL Zoo's ``config.yml`` and ``args.yml`` (``<env>/``, nested for ``ALE/...``)."""
     for config in sorted(path.glob("**/config.yml")):
+        if config.relative_to(path).parts[0] == "deployed":  # select's own output, not the run's records
+            continue
         if (config.parent / "args.yml").is_file():
             return config.parent
     return None
