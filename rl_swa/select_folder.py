@@ -55,8 +55,16 @@ def select_folder(
 
 
 def select_source(
-    source: Source, episodes: int, level: float, test_episodes: int = 0, seed: int = 0, write: bool = True, on_round=None
+    source: Source,
+    episodes: int,
+    level: float,
+    test_episodes: int = 0,
+    seed: int = 0,
+    write: bool = True,
+    on_round=None,
+    record: dict | None = None,
 ) -> tuple[Any, dict[str, Any]]:
+    """:func:`select_folder` on an opened source; ``record``: further fields of ``selection.json`` (provenance)."""
     if write:
         deployed_folder.check_writable(source.path / deployed_folder.FOLDER)
     policy, result = run_selection(
@@ -68,6 +76,7 @@ def select_source(
         "algo": source.algo,
         "deterministic": source.deterministic,
         **result,
+        **(record or {}),
     }
     returns = _deployed_returns(result)
     if test_episodes:

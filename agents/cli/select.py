@@ -86,7 +86,12 @@ def main() -> int:
                 check_budget(len(source.candidates), args.episodes)
             except ValueError as exc:
                 raise SourceError(f"--episodes: {exc}") from None
-            _, selection = select_source(source, args.episodes, args.level, args.test_episodes, on_round=_progress)
+            from agents.provenance import code_version, cpu_model
+
+            record = {"code": code_version(), "cpu": cpu_model()}
+            _, selection = select_source(
+                source, args.episodes, args.level, args.test_episodes, on_round=_progress, record=record
+            )
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
     from rl_swa.sources.deployed import zoo_command
