@@ -6,6 +6,7 @@ Reads the candidates a run saved (``rl_swa.deploy`` chooses among them) and writ
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -13,6 +14,7 @@ import os
 import pickle
 import signal
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -246,16 +248,31 @@ def _write_outputs(run: Path, cfg, policy, out: dict) -> None:
         policy.save(tmp["deployed_policy.safetensors"])
         Path(tmp["deployed_model.zip"]).write_bytes(blobs["deployed_model.zip"].getvalue())
         Path(tmp["selection.json"]).write_text(json.dumps(finite_json(out), indent=1, allow_nan=False))
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with _signals_held():
             for name in OUTPUTS:
                 os.replace(tmp[name], run / name)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
     finally:
         for path in tmp.values():
             if os.path.exists(path):
                 os.unlink(path)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT/SIGTERM arriving inside the block take effect after it (blocking the signal mask would
+    not do: another thread of the process, torch's, may take a process-wide signal)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for signum in got:
+            signal.raise_signal(signum)
 
 
 def finite_json(obj):

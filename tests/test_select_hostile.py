@@ -212,3 +212,42 @@ def test_library_call_names_a_bad_source_and_prints_its_table(finished):
     assert text.splitlines()[0].split() == ["name", "kind", "statistics", "race", "confirmation", "decision"]
     assert "500.0 (14)" in text and "left in round 2" in text and "deployed" in text.splitlines()[1]
     assert table.to_markdown().splitlines()[2].startswith("| online | online |")
+
+
+def test_a_signal_during_the_writes_leaves_the_new_outputs_whole(run, monkeypatch, capsys):
+    """SIGTERM arrives between two renames: it waits until all three are in place, then stops (exit 3)."""
+    import signal
+
+    first = _cmd("select", run, "--episodes", "80")
+    assert first.returncode == 0, first.stderr
+    old = json.loads((run / "selection.json").read_text())
+    from agents.cli import select as cli
+
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if Path(dst).name in OUTPUTS and Path(dst).parent == run:  # the outputs moved into place (not temp writes)
+            calls.append(dst)
+            if len(calls) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # held until the other two are renamed
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(sys, "argv", ["rl-swa select", str(run), "--episodes", "100"])
+    try:
+        from agents.cli import _cli
+
+        signal.signal(signal.SIGTERM, _cli._stopped_early)
+        with pytest.raises(SystemExit) as stop:
+            cli.main()
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert stop.value.code == 3 and len(calls) == 3
+    new = json.loads((run / "selection.json").read_text())
+    from rl_swa import SWAPolicy
+
+    assert new["budget"] == 100 and old["budget"] == 80
+    assert SWAPolicy.load(run / "deployed_policy.safetensors").metadata["deployed"] == new["deployed"]
+    assert "all old or all new" in capsys.readouterr().err

@@ -35,7 +35,7 @@ from pathlib import Path
 from agents.cli._cli import Parser, guarded, int_in, stop_message  # first: signals during start-up
 from agents.config import ConfigError
 
-stop_message("interrupted; nothing was written; run the same command again")
+stop_message("interrupted; the outputs are all old or all new; run the same command again")
 ACTIONS = {"auto": None, "deterministic": True, "sampled": False}
 
 
