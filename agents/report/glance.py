@@ -72,7 +72,7 @@ def _interval(diffs: list[float]) -> tuple[float, float, float]:
 def _cell(x: list[float]) -> str:
     """Mean [CI] (runs above 0 / runs), the report's rule for decimals; a policy never different: 0."""
     if not any(x):
-        return f"0 in all {len(x)} runs"
+        return "0 (1 run)" if len(x) == 1 else f"0 in all {len(x)} runs"
     m, lo, hi = _interval(x)
     if len(x) == 1:
         return f"{_fmt(m)} (1 run)"
