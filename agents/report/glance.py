@@ -99,7 +99,9 @@ def cost_table(data: dict[str, dict]) -> str:
         wall = [c[1] for c in d["cost"] if c[1] is not None]
         share = [c[1] / c[2] for c in d["cost"] if c[1] is not None and c[2]]
         shares = f"{100 * min(share):.1f}-{100 * max(share):.1f}%" if share else ""
-        lines.append(f"| {env} | {np.mean(eps):.0f} | {np.mean(wall):.1f} | {shares} |")
+        mean_eps = f"{np.mean(eps):.0f}" if eps else ""
+        mean_wall = f"{np.mean(wall):.1f}" if wall else ""
+        lines.append(f"| {env} | {mean_eps} | {mean_wall} | {shares} |")
     return "\n".join(lines)
 
 
