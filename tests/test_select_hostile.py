@@ -251,3 +251,15 @@ def test_a_signal_during_the_writes_leaves_the_new_outputs_whole(run, monkeypatc
     assert new["budget"] == 100 and old["budget"] == 80
     assert SWAPolicy.load(run / "deployed_policy.safetensors").metadata["deployed"] == new["deployed"]
     assert "all old or all new" in capsys.readouterr().err
+
+
+def test_what_a_newcomer_reads(run):
+    """A missing candidate file is said, the race prints where it is, the summary says what the budget
+    bought, and --level's help gives its range and default."""
+    (run / "best_policy.safetensors").unlink()
+    done = _cmd("select", run, "--episodes", "80")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "note: no best_policy.safetensors" in out and "race round 1/" in out
+    assert " of 80 episodes" in out and "wrote " in out and "selection.json" in out
+    assert "(0, 0.5), default 0.05" in " ".join(_cmd("select", "--help").stdout.split())
