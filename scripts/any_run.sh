@@ -23,55 +23,42 @@ RUNS=(
   "a2c|Hopper-v4|1 2 3|15000|-n 300000"
 )
 
-train() {
+each_run() {  # $1 ALGO ENV SEED FREQ EXTRA for every run of RUNS
   local algo env seeds freq extra seed
   for line in "${RUNS[@]}"; do
     IFS='|' read -r algo env seeds freq extra <<< "$line"
-    for seed in $seeds; do
-      local run=$DIR/$algo/${env}_$seed
-      [ -f "$run/$env.zip" ] && continue
-      rm -rf "$run"
-      echo "train $algo $env seed $seed"
-      # shellcheck disable=SC2086
-      (cd "$DIR" && /usr/bin/time -f "%e" -o "$DIR/$algo-$env-$seed.time" "$PY" -m rl_zoo3.train --algo "$algo" --env "$env" \
-        --seed "$seed" --save-freq "$freq" --eval-freq "$freq" -f "$DIR" --log-interval -1 --num-threads 1 $extra \
-        > "$DIR/$algo-$env-$seed.log" 2>&1)
-      # RL Zoo numbers its runs <env>_<k> by order; keep the seed as k
-      local made
-      made=$(ls -td "$DIR/$algo/${env}_"* | head -1)
-      [ "$made" = "$run" ] || mv "$made" "$run"
-      mv "$DIR/$algo-$env-$seed.time" "$run/train_wall_s.txt"
-    done
+    for seed in $seeds; do "$1" "$algo" "$env" "$seed" "$freq" "$extra"; done
   done
 }
 
-select_all() {
-  local algo env seeds freq extra seed
-  for line in "${RUNS[@]}"; do
-    IFS='|' read -r algo env seeds freq extra <<< "$line"
-    for seed in $seeds; do
-      local run=$DIR/$algo/${env}_$seed
-      [ -f "$run/$env.zip" ] && [ ! -d "$run/deployed" ] || continue
-      echo "select $run"
-      "$RLSWA" select "$run" --test-episodes 50 > "$run/select.log" 2>&1 || echo "select failed: $run (see select.log)"
-    done
-  done
+train_one() {
+  local algo=$1 env=$2 seed=$3 freq=$4 extra=$5 run=$DIR/$1/${2}_$3 made
+  [ -f "$run/$env.zip" ] && return 0
+  rm -rf "$run"
+  echo "train $algo $env seed $seed"
+  # shellcheck disable=SC2086
+  (cd "$DIR" && /usr/bin/time -f "%e" -o "$DIR/$algo-$env-$seed.time" "$PY" -m rl_zoo3.train --algo "$algo" --env "$env" \
+    --seed "$seed" --save-freq "$freq" --eval-freq "$freq" -f "$DIR" --log-interval -1 --num-threads 1 $extra \
+    > "$DIR/$algo-$env-$seed.log" 2>&1)
+  made=$(ls -td "$DIR/$algo/${env}_"* | head -1)  # RL Zoo numbers its runs <env>_<k> by order; keep the seed as k
+  [ "$made" = "$run" ] || mv "$made" "$run"
+  mv "$DIR/$algo-$env-$seed.time" "$run/train_wall_s.txt"
 }
 
-enjoy() {
-  local algo env seeds freq extra seed
-  for line in "${RUNS[@]}"; do
-    IFS='|' read -r algo env seeds freq extra <<< "$line"
-    for seed in $seeds; do
-      local run=$DIR/$algo/${env}_$seed
-      [ -d "$run/deployed" ] || continue
-      local rc=0
-      "$PY" -m rl_zoo3.enjoy --algo "$algo" --env "$env" -f "$run/deployed" --exp-id 1 --no-render -n 1000 \
-        > "$run/enjoy.out" 2>&1 || rc=$?
-      echo "rl_zoo3.enjoy exit $rc; $(grep -c 'Episode Reward' "$run/enjoy.out") episodes" > "$run/enjoy.log"
-      echo "enjoy $run: $(cat "$run/enjoy.log")"
-    done
-  done
+select_one() {
+  local env=$2 run=$DIR/$1/${2}_$3
+  [ -f "$run/$env.zip" ] && [ ! -d "$run/deployed" ] || return 0
+  echo "select $run"
+  "$RLSWA" select "$run" --test-episodes 50 > "$run/select.log" 2>&1 || echo "select failed: $run (see select.log)"
+}
+
+enjoy_one() {
+  local algo=$1 env=$2 run=$DIR/$1/${2}_$3 rc=0
+  [ -d "$run/deployed" ] || return 0
+  "$PY" -m rl_zoo3.enjoy --algo "$algo" --env "$env" -f "$run/deployed" --exp-id 1 --no-render -n 1000 \
+    > "$run/enjoy.out" 2>&1 || rc=$?
+  echo "rl_zoo3.enjoy exit $rc; $(grep -c 'Episode Reward' "$run/enjoy.out") episodes" > "$run/enjoy.log"
+  echo "enjoy $run: $(cat "$run/enjoy.log")"
 }
 
 collect() {
@@ -90,9 +77,9 @@ collect() {
 mkdir -p "$DIR"
 cmd=${1:-train}
 case $cmd in
-  train) train ;;
-  select) select_all ;;
-  enjoy) enjoy ;;
+  train) each_run train_one ;;
+  select) each_run select_one ;;
+  enjoy) each_run enjoy_one ;;
   collect) collect ;;
   *) echo "usage: any_run.sh train|select|enjoy|collect" >&2; exit 2 ;;
 esac
