@@ -154,7 +154,7 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
 
     train = check_result(run)  # a damaged one: one line, before any episode is played
     cfg, env_id, candidates, online, points, notes = load_candidates(run)
-    _load_model(run, cfg)
+    model = _load_model(run, cfg)  # a damaged one fails here; the deployed weights go into it at the end
     _check_outputs(run)
 
     def make(n: int, seed: int):
@@ -199,7 +199,7 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
             "left_out": broken,
             "wall_s": round(time.time() - t0, 1),
         }
-    _write_outputs(run, cfg, policy, out)
+    _write_outputs(run, model, policy, out)
     return out
 
 
@@ -215,9 +215,10 @@ def _check_env(make, online, env_id: str, run: Path) -> None:
         obs, act = env.observation_space, env.action_space
     finally:
         env.close()
+    from rl_swa.sources.algos import same_spaces
+
     space, action = online.policy.observation_space, online.policy.action_space
-    same_obs = obs.shape == space.shape or sorted(obs.shape or ()) == sorted(space.shape or ())  # channel order
-    if not same_obs or act != action:
+    if not same_spaces(obs, act, space, action):
         where = run / "config.yaml"
         raise ConfigError(f"{where}: env {env_id!r} has spaces {obs}, {act}; the policies act in {space}, {action}")
 
@@ -234,9 +235,8 @@ def _check_outputs(run: Path) -> None:
 OUTPUTS = ("deployed_policy.safetensors", "deployed_model.zip", "selection.json")
 
 
-def _write_outputs(run: Path, cfg, policy, out: dict) -> None:
+def _write_outputs(run: Path, model, policy, out: dict) -> None:
     """The three outputs to unique temporary files, then renamed into place with signals held."""
-    model = _load_model(run, cfg)
     model.policy.load_state_dict(policy.policy.state_dict())
     blobs = {"deployed_model.zip": io.BytesIO()}
     model.save(blobs["deployed_model.zip"])

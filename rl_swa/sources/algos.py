@@ -24,6 +24,13 @@ def algo_class(name: str) -> type:
     return cls
 
 
+def same_spaces(obs, act, want_obs, want_act) -> bool:
+    """The env's spaces are the policy's (an image may be channel-last where the policy's is channel-first)."""
+    shapes = getattr(obs, "shape", None), getattr(want_obs, "shape", None)
+    same_obs = obs == want_obs or (None not in shapes and sorted(shapes[0]) == sorted(shapes[1]))
+    return same_obs and act == want_act
+
+
 def check_env(make, model, env_id: str, source=None) -> None:
     """Refuse, in one line, an env whose observations or actions are not the model's."""
     try:
@@ -35,12 +42,7 @@ def check_env(make, model, env_id: str, source=None) -> None:
     finally:
         env.close()
     want_obs = model.observation_space
-    same_obs = obs == want_obs or (
-        getattr(obs, "shape", None) is not None
-        and getattr(want_obs, "shape", None) is not None
-        and sorted(obs.shape) == sorted(want_obs.shape)  # channel-first vs channel-last images (VecTransposeImage)
-    )
-    if not same_obs or act != model.action_space:
+    if not same_spaces(obs, act, want_obs, model.action_space):
         raise SourceError(
             f"env {env_id!r}: its spaces (observations {obs}, actions {act}) are not those of "
             f"{source or 'the model'} ({want_obs}, {model.action_space}); is it the env the model was trained on?"

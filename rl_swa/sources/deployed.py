@@ -25,7 +25,6 @@ import numpy as np
 import yaml
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rl_swa.files import atomic_write
 from rl_swa.policy import SWAPolicy
 from rl_swa.sources import Source, atari
 from rl_swa.sources.zips import SourceError
@@ -72,8 +71,9 @@ def _fill(tmp: Path, source: Source, policy: SWAPolicy, selection: dict, returns
     model.save(tmp / "model.zip")
     stats = _write_stats(source, policy, selection["deployed"], tmp / "vecnormalize.pkl")
     policy.save(tmp / "policy.safetensors")
-    atomic_write(tmp / "results.json", json.dumps(results(returns, source.deterministic), indent=1))
-    atomic_write(tmp / "selection.json", json.dumps(selection, indent=1, allow_nan=False))
+    # plain writes: the folder is moved into place whole
+    (tmp / "results.json").write_text(json.dumps(results(returns, source.deterministic), indent=1))
+    (tmp / "selection.json").write_text(json.dumps(selection, indent=1, allow_nan=False))
     # RL Zoo's layout: <algo>/<env>_1/<env>.zip and <env>/{config.yml, args.yml, vecnormalize.pkl}
     run = tmp / source.algo / f"{source.env_id}_1"
     records = run / source.env_id
@@ -82,8 +82,8 @@ def _fill(tmp: Path, source: Source, policy: SWAPolicy, selection: dict, returns
     if stats is not None:
         os.link(tmp / "vecnormalize.pkl", records / "vecnormalize.pkl")
     config, args = _zoo_records(source, model, stats is not None)
-    atomic_write(records / "config.yml", yaml.safe_dump(config, sort_keys=True))
-    atomic_write(records / "args.yml", yaml.safe_dump(args, sort_keys=True))
+    (records / "config.yml").write_text(yaml.safe_dump(config, sort_keys=True))
+    (records / "args.yml").write_text(yaml.safe_dump(args, sort_keys=True))
 
 
 def _write_stats(source: Source, policy: SWAPolicy, name: str, path: Path) -> Path | None:
