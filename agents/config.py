@@ -129,6 +129,9 @@ class SelectSettings(_Strict):
     episodes: int = Field(200, ge=20, le=10**6, description="validation episodes over all candidates")
     level: float = Field(0.05, gt=0, lt=0.5, description="deploy a candidate only if better than online at this level")
     test_episodes: int = Field(0, ge=0, le=10**5, description="also score the alternatives on this many test episodes")
+    rule: Literal["fixed", "sequential"] = Field(
+        "fixed", description="fixed: one paired test; sequential: a staged confirmation (rl_swa.selection.RULES)"
+    )
 
 
 class SB3CheckpointSettings(_Strict):

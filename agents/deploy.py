@@ -142,7 +142,9 @@ def posthoc_choice(run: Path, points: list[dict], online):
     return policy_with(online, window_average(by_step[chosen["to_step"]], earlier))
 
 
-def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episodes: int = 0, on_round=None) -> dict:
+def select_run(
+    run: Path, episodes: int = 200, level: float = 0.05, test_episodes: int = 0, on_round=None, rule: str = "fixed"
+) -> dict:
     """Choose and write the deployed policy of the finished run ``run``; the content of its ``selection.json``.
 
     Every input is checked before an episode is played; the three outputs are written to
@@ -167,7 +169,7 @@ def select_run(run: Path, episodes: int = 200, level: float = 0.05, test_episode
     except ValueError as exc:
         raise ConfigError(f"{run}: {exc}") from None
     try:
-        policy, result = run_selection(candidates, make, episodes, level, det, base, on_round=on_round)
+        policy, result = run_selection(candidates, make, episodes, level, det, base, on_round=on_round, rule=rule)
     except ValueError as exc:  # every candidate broken
         raise ConfigError(f"{run}: {exc}") from None
     out = {
@@ -295,7 +297,12 @@ def summary(result: dict) -> str:
         else f"the race's leader is the default, {default}"
         if c is None
         else f"leader {c['leader']}: {c['mean_difference']:+.3g} over {default} on {c['pairs']} paired episodes, "
-        f"lower bound {c['lower_bound']:+.3g}, p {c['p_value']:.3g} (level {result['level']})"
+        + (
+            f"p {c['p_value']:.3g} against {c['stages'][-1]['nominal_level']:.3g} at stage {len(c['stages'])}, "
+            f"{c['stopped']} (sequential, level {result['level']})"
+            if c.get("stages")
+            else f"lower bound {c['lower_bound']:+.3g}, p {c['p_value']:.3g} (level {result['level']})"
+        )
     )
     spent = f"{result['episodes']} of {result['budget']} episodes" if "budget" in result else f"{result['episodes']} episodes"
     if c is None and result.get("default_finite", True) and result.get("leader") == result.get("default"):

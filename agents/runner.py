@@ -295,7 +295,7 @@ def _run(cfg, env_id, variant, seed, budget, root, command, overwrite, fork, pro
         from agents.deploy import select_run, summary
 
         s = cfg.select
-        print(f"{path}: {summary(select_run(path, s.episodes, s.level, s.test_episodes))}", flush=True)
+        print(f"{path}: {summary(select_run(path, s.episodes, s.level, s.test_episodes, rule=s.rule))}", flush=True)
     return result
 
 

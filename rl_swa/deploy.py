@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from rl_swa.averaging import all_finite
 from rl_swa.policy import SWAPolicy, copy_policy
 from rl_swa.posthoc import normalizer_of, synthesize_ema, window_average
-from rl_swa.selection import Candidate, check_settings, choose
+from rl_swa.selection import Candidate, check_rule, check_settings, choose
 
 # Post-hoc EMA widths tried by default: Karras et al.'s range, as scripts/posthoc.py tries.
 SIGMA_RELS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25)
@@ -246,6 +246,7 @@ def run_selection(
     deterministic: bool = True,
     base_seed: int = 0,
     on_round=None,
+    rule: str = "fixed",
 ) -> tuple[SWAPolicy, dict[str, Any]]:
     """Race ``candidates`` (the first is the default) on validation episodes; the deployed policy and the result.
 
@@ -254,6 +255,7 @@ def run_selection(
     without a confirmation (nothing safe is left to fall back on), and the result says so.
     """
     episodes, level = check_settings(episodes, level)
+    check_rule(rule)
     t0 = time.time()
     built = {i: c.make() for i, c in enumerate(candidates)}
     usable = [i for i in built if finite_policy(built[i])]
@@ -266,7 +268,7 @@ def run_selection(
             return play_episodes(built[usable[j]], envs, seeds, deterministic)
 
         names = [candidates[i].name for i in usable]
-        result = choose(play, names, 0, episodes, level, base_seed, confirm=default_finite, on_round=on_round)
+        result = choose(play, names, 0, episodes, level, base_seed, confirm=default_finite, on_round=on_round, rule=rule)
     result["wall_s"] = round(time.time() - t0, 1)
     result["deployed_index"] = usable[result["deployed_index"]]
     result["default"] = candidates[0].name
@@ -299,6 +301,7 @@ def select_policy(
     deterministic: bool | None = None,
     seed: int = 0,
     sigma_rels: Sequence[float] = SIGMA_RELS,
+    rule: str = "fixed",
 ) -> tuple[SWAPolicy, list[dict[str, Any]]]:
     """The policy to deploy from a trained ``SWACallback`` or a folder, and the table of what was tried.
 
@@ -312,6 +315,7 @@ def select_policy(
         fresh episodes finds it better at this level.
     :param deterministic: the action mode; None: deterministic for a callback, RL Zoo's rule for a folder.
     :param seed: validation episodes are seeded ``seed + 1_000_000 + i``.
+    :param rule: ``fixed`` (one paired test) or ``sequential`` (a staged confirmation; ``rl_swa.selection.RULES``).
     :return: the deployed :class:`SWAPolicy` (its ``metadata["selection"]``: the leader, the
         confirmation's paired test, the episodes spent) and the table of candidates (a list of dicts
         that prints as a table: name, kind, episodes and mean in the race and in the confirmation,
@@ -324,7 +328,7 @@ def select_policy(
 
         if env is not None and not isinstance(env, str):
             raise ValueError("env: a folder takes an env id (a checkpoint folder) or None, not a function")
-        policy, result = select_folder(swa, episodes, level, env=env, deterministic=deterministic, seed=seed)
+        policy, result = select_folder(swa, episodes, level, env=env, deterministic=deterministic, seed=seed, rule=rule)
     else:
         if swa is None or not hasattr(swa, "extra"):
             raise ValueError(f"swa: a trained SWACallback or the path of a folder is needed, got {type(swa).__name__}")
@@ -333,7 +337,7 @@ def select_policy(
         if env is None:
             raise ValueError("env: an env id or a function (n_envs, seed) -> VecEnv is needed to play the candidates")
         mode = True if deterministic is None else deterministic
-        policy, result = run_selection(candidates_of(swa, sigma_rels), env_maker(env), episodes, level, mode, seed)
+        policy, result = run_selection(candidates_of(swa, sigma_rels), env_maker(env), episodes, level, mode, seed, rule=rule)
     table = with_decisions(result.pop("candidates"), result["deployed"])
-    policy.metadata["selection"] = {k: result[k] for k in ("deployed", "leader", "level", "episodes", "confirmation")}
+    policy.metadata["selection"] = {k: result[k] for k in ("deployed", "leader", "level", "rule", "episodes", "confirmation")}
     return policy, table

@@ -38,6 +38,7 @@ def select_folder(
     deterministic: bool | None = None,
     seed: int = 0,
     write: bool = True,
+    rule: str = "fixed",
 ) -> tuple[Any, dict[str, Any]]:
     """The policy to deploy from the folder ``path`` and the content of its ``selection.json``.
 
@@ -51,7 +52,7 @@ def select_folder(
         check_budget(len(source.candidates), episodes)
     except ValueError as exc:
         raise SourceError(f"--episodes: {exc}") from None
-    return select_source(source, episodes, level, test_episodes, seed, write)
+    return select_source(source, episodes, level, test_episodes, seed, write, rule=rule)
 
 
 def select_source(
@@ -63,12 +64,13 @@ def select_source(
     write: bool = True,
     on_round=None,
     record: dict | None = None,
+    rule: str = "fixed",
 ) -> tuple[Any, dict[str, Any]]:
     """:func:`select_folder` on an opened source; ``record``: further fields of ``selection.json`` (provenance)."""
     if write:
         deployed_folder.check_writable(source.path / deployed_folder.FOLDER)
     policy, result = run_selection(
-        source.candidates, source.make_env, episodes, level, source.deterministic, seed, on_round=on_round
+        source.candidates, source.make_env, episodes, level, source.deterministic, seed, on_round=on_round, rule=rule
     )
     selection: dict[str, Any] = {
         "source": {"kind": source.kind, "path": str(source.path), "found": source.found, "notes": source.notes},

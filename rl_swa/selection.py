@@ -6,10 +6,17 @@ spends an episode budget in two parts:
 
 1. **Race** (successive halving, Karnin et al. 2013): every surviving candidate plays the same new
    episode seeds each round; the better half by mean return over all its episodes goes on, until
-   one is left: the *leader*. The race's budget is spread evenly over the rounds still to come.
+   one is left: the *leader*.
 2. **Confirmation**: the leader and the *default* (the final online weights) play the same fresh
    episodes, never seen by the race; the leader is deployed only when a one-sided paired t-test
    finds it better at ``level``. Otherwise the default is deployed.
+
+Two rules (:data:`RULES`) differ in how they spend the budget. ``fixed``: the race's budget spread
+evenly over its rounds (1 episode a candidate in the first round of 16), one test on all the
+confirmation's pairs. ``sequential``: the same episodes per candidate in every round (fewer good
+candidates lost in a first round of single episodes), and a confirmation in stages that stops as soon
+as the leader is clearly better or clearly not (:mod:`rl_swa.sequential`: O'Brien-Fleming-type
+spending keeps the overall level). benchmarks/bench_select_power.py measures both.
 
 The race's winner is biased upward (the maximum of noisy means); the confirmation's episodes are
 not, so the chance of deploying a candidate that is no better than the default stays at about
@@ -31,6 +38,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from rl_swa.sequential import nominal_levels, stage_pairs
+
 VALIDATION_OFFSET = 1_000_000
 TEST_OFFSET = 2_000_000
 MIN_PAIRS = 5  # a paired t-test on fewer episodes says little
@@ -51,6 +60,24 @@ def check_settings(episodes: int, level: float) -> tuple[int, float]:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 0.5:
         raise ValueError(f"level={level!r} is not allowed; it must be a float in (0, 0.5), e.g. 0.05")
     return int(episodes), float(level)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How ``choose`` spends its budget."""
+
+    allocation: str  # halving: the race's budget spread evenly over its rounds; flat: equal episodes a candidate each round
+    stages: int  # looks at the confirmation's pairs (1: one test on all of them)
+    futility: float | None = None  # stop before the last stage when the paired t statistic is below this
+
+
+RULES = {"fixed": Rule("halving", 1), "sequential": Rule("flat", 3, -0.5)}
+
+
+def check_rule(rule: str) -> Rule:
+    if rule not in RULES:
+        raise ValueError(f"rule={rule!r} is not allowed; allowed: {', '.join(RULES)}")
+    return RULES[rule]
 
 
 @dataclass
@@ -114,6 +141,7 @@ def choose(
     confirm_share: float = 0.5,
     confirm: bool = True,
     on_round: Callable[[str], None] | None = None,
+    rule: str = "fixed",
 ) -> dict[str, Any]:
     """Race the candidates ``0..len(names)-1`` and confirm the leader against ``default``.
 
@@ -125,20 +153,23 @@ def choose(
     :param confirm: False when the default cannot act (its weights hold NaN/Inf): the race's
         leader is deployed without a confirmation, since there is nothing to fall back on.
     :param on_round: called with one line after each round of the race and after the confirmation (progress).
+    :param rule: a key of :data:`RULES`: ``fixed`` (one test) or ``sequential`` (a staged confirmation).
     :return: ``{"deployed", "leader", "confirmation", "episodes", "candidates": [{name, episodes, mean, ...}]}``.
     """
     episodes, level = check_settings(episodes, level)
+    how = check_rule(rule)
     n = len(names)
     if n < 1 or not 0 <= default < n:
         raise ValueError(f"default={default!r} is not allowed; it must index one of the {n} candidates")
     pairs, race_budget = check_budget(n, episodes, confirm_share)
     seeds = itertools.count(episode_seeds("validation", base_seed, 1)[0])
     say = on_round or (lambda line: None)
-    leader, returns, eliminated_in, rounds = _race(play, n, default, race_budget, seeds, say)
+    leader, returns, eliminated_in, rounds = _race(play, n, default, race_budget, seeds, say, how.allocation)
     deployed, confirmation, extra = leader, None, {}
     if confirm and leader != default:
-        say(f"confirmation: {names[leader]} against {names[default]} on {pairs} paired episodes")
-        confirmation, extra = _confirm(play, names, leader, default, pairs, level, seeds)
+        most = "at most " if how.stages > 1 else ""
+        say(f"confirmation: {names[leader]} against {names[default]} on {most}{pairs} paired episodes")
+        confirmation, extra = _confirm(play, names, leader, default, pairs, level, seeds, how, say)
         deployed = leader if confirmation["better"] else default
     elif confirm:
         deployed = default
@@ -149,6 +180,7 @@ def choose(
         "default": names[default],
         "leader": names[leader],
         "level": level,
+        "rule": rule,
         "budget": episodes,
         "episodes": spent,
         "rounds": rounds,
@@ -158,17 +190,21 @@ def choose(
     }
 
 
-def _race(play, n: int, default: int, budget: int, seeds, say) -> tuple[int, dict[int, list[float]], dict, int]:
+def _race(play, n: int, default: int, budget: int, seeds, say, allocation: str = "halving"):
     """Successive halving on shared seeds: (leader, every candidate's returns, the round each left
-    and those that left tied with a survivor, rounds)."""
+    and those that left tied with a survivor, rounds). ``allocation``: see :class:`Rule`."""
     returns: dict[int, list[float]] = {i: [] for i in range(n)}
     alive = [default, *(i for i in range(n) if i != default)]  # ties go to the default (a stable sort)
     rounds = math.ceil(math.log2(n)) if n > 1 else 0
     eliminated_in: dict[int, int] = {}
     tied: set[int] = set()
     left = budget
+    sizes = [math.ceil(n / 2**r) for r in range(rounds)]  # survivors in each round
     for r in range(rounds):
-        k = max(1, left // ((rounds - r) * len(alive)))  # what is left, spread over the rounds to come
+        if allocation == "flat":  # the same episodes a candidate in this round and every one to come
+            k = max(1, left // sum(sizes[r:]))
+        else:  # what is left, spread over the rounds to come
+            k = max(1, left // ((rounds - r) * len(alive)))
         left -= k * len(alive)
         batch = [next(seeds) for _ in range(k)]
         for i in alive:
@@ -184,13 +220,38 @@ def _race(play, n: int, default: int, budget: int, seeds, say) -> tuple[int, dic
     return alive[0], returns, {"round": eliminated_in, "tied": tied}, rounds
 
 
-def _confirm(play, names, leader: int, default: int, pairs: int, level: float, seeds) -> tuple[dict, dict[int, list[float]]]:
-    """The leader and the default on the same fresh episodes; the paired test and both returns."""
-    batch = [next(seeds) for _ in range(pairs)]
-    a = [float(x) for x in play(leader, batch)]
-    b = [float(x) for x in play(default, batch)]
+def _confirm(play, names, leader: int, default: int, pairs: int, level: float, seeds, how: Rule = RULES["fixed"], say=None):
+    """The leader and the default on the same fresh episodes, in ``how.stages`` looks: the test on
+    the pairs played (``better``: the staged decision), each stage's record, both returns."""
+    batch = [next(seeds) for _ in range(pairs)]  # reserved whole: where a stop falls changes no later seed
+    cuts = stage_pairs(pairs, how.stages, MIN_PAIRS)
+    nominal = nominal_levels(cuts, level) if len(cuts) > 1 else [level]
+    a: list[float] = []
+    b: list[float] = []
+    record = []
+    for k, (cut, p_k) in enumerate(zip(cuts, nominal)):
+        new = batch[len(a) : cut]
+        a += [float(x) for x in play(leader, new)]
+        b += [float(x) for x in play(default, new)]
+        test = paired_test(a, b, p_k)
+        d = np.asarray(a) - np.asarray(b)
+        sd = float(d.std(ddof=1))
+        t = float(d.mean()) / (sd / math.sqrt(len(d))) if sd > 0 else math.copysign(math.inf, float(d.mean()) or -1.0)
+        last = k == len(cuts) - 1
+        futile = not last and how.futility is not None and t < how.futility
+        stop = "better" if test["better"] else "futility" if futile else None
+        diff, p = test["mean_difference"], test["p_value"]
+        record.append({"pairs": cut, "mean_difference": diff, "p_value": p, "nominal_level": p_k})
+        if len(cuts) > 1 and say:
+            say(f"confirmation stage {k + 1}/{len(cuts)}: {cut} pairs, {diff:+.3g}, p {p:.3g} (deploy below {p_k:.3g})")
+        if stop or last:
+            break
     confirmation = {"leader": names[leader], "leader_mean": float(np.mean(a)), "default_mean": float(np.mean(b))}
-    return confirmation | paired_test(a, b, level), {leader: a, default: b}
+    confirmation |= paired_test(a, b, level)
+    confirmation["better"] = bool(stop == "better")
+    if len(cuts) > 1:
+        confirmation |= {"max_pairs": pairs, "stopped": stop or "last stage", "stages": record}
+    return confirmation, {leader: a, default: b}
 
 
 def _table(names, returns, eliminated, extra) -> list[dict[str, Any]]:

@@ -180,9 +180,15 @@ def test_select_command_writes_the_deployed_files_that_plain_sb3_loads(tmp_path)
     assert np.array_equal(model.predict(obs, deterministic=True)[0], deployed.predict(obs, deterministic=True)[0])
     for k, v in deployed.policy.state_dict().items():
         torch.testing.assert_close(model.policy.state_dict()[k], v, rtol=0, atol=0)
-    for bad, field in ((["--episodes", "3"], "--episodes"), (["--level", "0.9"], "--level")):
+    for bad, field in ((["--episodes", "3"], "--episodes"), (["--level", "0.9"], "--level"), (["--rule", "bold"], "--rule")):
         proc = run(ROOT / "scripts/select_policy.py", rundir, *bad)
         assert proc.returncode == 2 and field in proc.stderr and "Traceback" not in proc.stderr
+    staged = run(ROOT / "scripts/select_policy.py", rundir, "--episodes", "80", "--rule", "sequential")
+    assert staged.returncode == 0, staged.stderr
+    again = json.loads((rundir / "selection.json").read_text())
+    assert again["rule"] == "sequential" and again["episodes"] <= 80
+    c = again["confirmation"]
+    assert c is None or (c["stages"] and c["stopped"] in ("better", "futility", "last stage") and c["pairs"] <= c["max_pairs"])
     # RL Zoo's enjoy.py plays it from its own folder layout (<folder>/<algo>/<env>_<id>/<env>.zip)
     zoo = tmp_path / "zoo" / "a2c" / "CartPole-v1_1"
     zoo.mkdir(parents=True)
@@ -242,3 +248,6 @@ def test_a_select_budget_too_small_for_the_candidates_is_refused_before_training
     )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "select.episodes=77" in out.stderr
     assert not (tmp_path / "runs").exists()
+    assert load_config(config, [*sets, "select.rule=sequential"]).select.rule == "sequential"
+    with pytest.raises(ConfigError, match=r"select\.rule.*'fixed' or 'sequential'"):
+        load_config(config, [*sets, "select.rule=bold"])

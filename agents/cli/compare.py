@@ -323,7 +323,8 @@ def _unselected(args, cfg, envs) -> None:
         s = cfg.select
         print(
             f"{len(missing)} finished runs have no selection (the select section came after them); select each with: "
-            f"rl-swa select RUN_DIR --episodes {s.episodes} --level {s.level} --test-episodes {s.test_episodes} "
+            f"rl-swa select RUN_DIR --episodes {s.episodes} --level {s.level} --rule {s.rule} "
+            f"--test-episodes {s.test_episodes} "
             f"(first: {missing[0]})",
             flush=True,
         )

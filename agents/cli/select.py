@@ -1,6 +1,6 @@
 """Choose the policy to deploy from a folder you already have: race its candidates, confirm the leader.
 
-    rl-swa select PATH [--episodes 200] [--level 0.05] [--test-episodes 0] [--default final|best]
+    rl-swa select PATH [--episodes 200] [--level 0.05] [--rule fixed|sequential] [--test-episodes 0] [--default final|best]
 
 PATH is one of (told apart by their files):
   - an RL Zoo experiment folder, logs/<algo>/<env>_<id>/ (algorithm, env, env_kwargs, wrappers,
@@ -51,6 +51,13 @@ def _args() -> argparse.Namespace:
         default=0.05,
         help="deploy a candidate only if better than the default at this level: a float in (0, 0.5), default 0.05",
     )
+    p.add_argument(
+        "--rule",
+        choices=["fixed", "sequential"],
+        default="fixed",
+        help="fixed: one paired test on all the confirmation's episodes (default); sequential: a race with equal "
+        "episodes a candidate each round and a confirmation in stages that stops once the answer is clear",
+    )
     p.add_argument("--test-episodes", type=int_in(0, 10**5), default=0, help="also score the alternatives on N test episodes")
     p.add_argument("--env", default=None, help="env id of a folder of SB3 checkpoints (the other folders record theirs)")
     p.add_argument("--algo", default=None, help="algorithm of a checkpoint folder whose zips do not say (a2c, ppo, td3, ...)")
@@ -90,7 +97,7 @@ def main() -> int:
 
             record = {"code": code_version(), "cpu": cpu_model()}
             _, selection = select_source(
-                source, args.episodes, args.level, args.test_episodes, on_round=_progress, record=record
+                source, args.episodes, args.level, args.test_episodes, on_round=_progress, record=record, rule=args.rule
             )
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
@@ -137,7 +144,7 @@ def _run_dir(run: Path, args) -> int:
             "--env, --algo, --default and --actions are for RL Zoo and checkpoint folders; a run records its own"
         )
     with locked(run):
-        result = select_run(run, args.episodes, args.level, args.test_episodes, on_round=_progress)
+        result = select_run(run, args.episodes, args.level, args.test_episodes, on_round=_progress, rule=args.rule)
     _report(result, result.get("notes", []), ", ".join(str(run / name) for name in OUTPUTS))
     return 0
 
