@@ -14,6 +14,8 @@
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
 #   bash scripts/campaign.sh posthoc [EXPERIMENT...]  # post-hoc choice for finished runs that lack one, each with its grid's code
 #   bash scripts/campaign.sh deploy_score  # the deployed policy (rl-swa select, test episodes) of finished deployment runs
+#   bash scripts/campaign.sh start oracle  # the classic deployment grids again at their code, then every candidate
+#                                          # scored (oracle_score: scripts/oracle_capture.py), one run at a time
 #
 # CAMPAIGN_DIR (default: ../campaign next to the repository) holds one clone and one venv per code
 # version, the run directories and the logs; rerunning `start` skips finished runs and resumes
@@ -59,7 +61,15 @@ DEPLOY_GRIDS=(
   "deploy-qbert|$DEPLOY_CODE|configs/atari/a2c.yaml|ALE/Qbert-v5|3|variants=[baseline] experiment=deploy_atari_a2c"
   "deploy-breakout-10m|$DEPLOY_CODE|configs/atari/a2c.yaml|ALE/Breakout-v5|3|variants=[baseline] budgets.short.timesteps=2500000 budgets.short.eval_freq=250000 experiment=deploy_atari_a2c_10m_frames"
 )
-ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}")
+# The oracle capture (issue 39, docs/results/deploy.md#the-oracle-capture): the classic deployment grids trained again
+# at their code (bit for bit on the same CPU model: eval.csv is compared with the committed copy), since their
+# policies were not committed; then every candidate plays the validation and test episodes (oracle_score).
+ORACLE_GRIDS=(
+  "oracle-acrobot|$DEPLOY_CODE|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|variants=[baseline] experiment=oracle_acrobot_a2c"
+  "oracle-pendulum|$DEPLOY_CODE|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|variants=[baseline] experiment=oracle_pendulum_ddpg"
+)
+ORACLE_SCORING="oracle-1=ORACLE_COMMIT"
+ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}" "${ORACLE_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs;
 # select-5 plays the same episodes as select-4, which scored the first runs, with ended ones no longer stepped;
 # select-6 the same again, reusing one VecEnv per batch size: Qbert seed 0 rescored bit-identically, 6% faster).
@@ -129,6 +139,7 @@ restore() {  # on a new machine: finished runs come back from the repository, so
   (cd "$saved" && find . -name result.json -printf '%h\n') | while read -r run; do
     # a deployment run not yet scored is not restored: its policies are gone with the old machine, so it trains again
     if [[ $run == ./deploy_* ]] && [ ! -f "$saved/$run/selection.json" ]; then echo "not restored (unscored): $run"; continue; fi
+    if [[ $run == ./oracle_* ]] && [ ! -f "$saved/$run/oracle.json" ]; then echo "not restored (unscored): $run"; continue; fi
     if [ ! -e "$RUNS/$run/result.json" ]; then mkdir -p "$RUNS/$run" && cp "$saved/$run/"* "$RUNS/$run/" && echo "restored $run"; fi
   done
   # the ensembles' scores too: deploy_score would otherwise try them again without the (uncommitted) policies
@@ -156,6 +167,14 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
     launch --no-fork
     echo "$name: started (log $DIR/logs/$name.log)"
   done
+  if [[ " $* " == *" oracle "* ]]; then  # the oracle chain, then nothing else unless named
+    if pgrep -f "campaign.sh oracle_chain" > /dev/null; then
+      echo "oracle chain: already running"
+    else
+      setsid nohup bash "$REPO/scripts/campaign.sh" oracle_chain >> "$DIR/logs/oracle-chain.log" 2>&1 &
+      echo "oracle chain: started (log $DIR/logs/oracle-chain.log)"
+    fi
+  fi
   if [ $# -gt 0 ] && [[ " $* " == *" deploy-"* ]] && [[ " $* " != *" deploy "* ]]; then start_score_loop; return 0; fi
   if [ $# -gt 0 ] && [[ " $* " != *" deploy "* ]]; then return 0; fi
   if pgrep -f "campaign.sh deploy_chain" > /dev/null; then
@@ -165,6 +184,32 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
     echo "deploy chain: started (log $DIR/logs/deploy-chain.log)"
   fi
   start_score_loop
+}
+
+oracle_chain() {  # the oracle grids one after another, then oracle_score
+  local rc
+  for line in "${ORACLE_GRIDS[@]}"; do
+    grid "$line"
+    setup
+    launch --no-fork
+    rc=0; wait "$(cat "$DIR/logs/$name.pid")" || rc=$?
+    [ "$rc" = 3 ] && { echo "$name: stopped; the chain ends"; return 3; }
+    echo "$name: driver exited $rc"
+  done
+  oracle_score
+}
+
+oracle_score() {  # every finished oracle run without oracle.json, by the oracle scoring clone, against its committed twin
+  local run exp
+  use_code "$ORACLE_SCORING"
+  setup > /dev/null
+  (cd "$RUNS" && find . -path './oracle_*' -name result.json -printf '%h\n' | sort) | while read -r run; do
+    [ -f "$RUNS/$run/oracle.json" ] && continue
+    exp=${run#./}; exp=${exp%%/*}
+    echo "oracle_score $run (code $tag)"
+    (cd "$WT" && "$PY" scripts/oracle_capture.py score "$RUNS/$run" --committed "$REPO/docs/results/campaign/deploy_${exp#oracle_}" > /dev/null) \
+      || echo "oracle_score failed: $run"
+  done
 }
 
 start_score_loop() {
@@ -190,6 +235,8 @@ score_loop() {  # deploy_score every 10 minutes while the deployment chain runs,
 
 stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
   local name alive
+  pkill -f "campaign.sh oracle_chain" || true  # before its grid's driver exits: the chain would start the next
+  pkill -f "scripts/oracle_capture.py" || true  # its oracle.json is written whole or not at all: a rerun scores again
   for line in "${ALL_GRIDS[@]}"; do  # the driver passes the signal on to its running jobs
     name=${line%%|*}
     if running "$name"; then kill -TERM "$(cat "$DIR/logs/$name.pid")"; echo "$name: asked to stop"; fi
@@ -223,7 +270,7 @@ collect() {
   local dest=$REPO/docs/results/campaign
   (cd "$RUNS" && find . -name result.json -printf '%h\n') | while read -r run; do
     mkdir -p "$dest/$run"
-    for f in result.json eval.csv config.yaml command.txt posthoc.json selection.json; do
+    for f in result.json eval.csv config.yaml command.txt posthoc.json selection.json oracle.json; do
       [ -f "$RUNS/$run/$f" ] && cp "$RUNS/$run/$f" "$dest/$run/$f"
     done
     prefix=$(dirname "$(dirname "$run")")/prefix/$(basename "$run")

@@ -463,3 +463,29 @@ def test_install_says_what_it_installed_and_nothing_that_reads_like_an_error():
     assert proc.returncode == 0, proc.stderr
     out = (proc.stdout + proc.stderr).strip()
     assert out.startswith("installed in .venv: rl-swa ") and "\n" not in out, out
+
+
+def test_oracle_capture_replays_the_rules_as_select_decides(tmp_path):
+    """Every candidate scored once; the fixed rule replayed from those returns deploys what
+    `rl-swa select` deploys on the same run, after the same race and confirmation (returns equal up
+    to float rounding: a batch of another size sums in another order)."""
+    from agents.deploy import select_run
+
+    sets = ["--set", "swa.posthoc_points=3", "--set", "swa.averages=[swa@0.9]"]
+    train = script("train.py", PENDULUM, "--budget", "smoke", "--out", tmp_path, "--no-progress", "--variant=baseline", *sets)
+    assert train.returncode == 0, train.stderr
+    run = tmp_path / "classic_pendulum_ddpg/Pendulum-v1/baseline/seed0"
+    proc = script("oracle_capture.py", "score", run, "--episodes", "80", "--test-episodes", "4", "--committed", run.parents[2])
+    assert proc.returncode == 0, proc.stderr
+    oracle = json.loads((run / "oracle.json").read_text())
+    assert oracle["committed"]["eval_csv_identical"] and len(oracle["validation"]["online"]) == 80
+    assert oracle["oracle"] == max(oracle["test"], key=lambda n: sum(oracle["test"][n]))
+    played = select_run(run, 80)
+    fixed = oracle["rules"]["fixed"]
+    assert [fixed[k] for k in ("deployed", "leader", "episodes")] == [played[k] for k in ("deployed", "leader", "episodes")]
+    race = {r["name"]: r["race_mean"] for r in played["candidates"]}
+    assert {r["name"]: r["race_mean"] for r in fixed["candidates"]} == pytest.approx(race, rel=1e-6)
+    assert len(set(race.values())) > 3 and (fixed["confirmation"] is None) == (played["confirmation"] is None)
+    assert {"fixed", "sequential", "naive"} <= set(oracle["rules"])
+    table = script("oracle_capture.py", "table", tmp_path)
+    assert table.returncode == 0 and "| Pendulum-v1 | 1 |" in table.stdout, table.stderr
