@@ -68,7 +68,7 @@ ORACLE_GRIDS=(
   "oracle-acrobot|$DEPLOY_CODE|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|variants=[baseline] experiment=oracle_acrobot_a2c"
   "oracle-pendulum|$DEPLOY_CODE|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|variants=[baseline] experiment=oracle_pendulum_ddpg"
 )
-ORACLE_SCORING="oracle-1=ORACLE_COMMIT"
+ORACLE_SCORING="oracle-1=e390670007582c5b8bc15d1ba826ea7b165587dd"
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}" "${ORACLE_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs;
 # select-5 plays the same episodes as select-4, which scored the first runs, with ended ones no longer stepped;
