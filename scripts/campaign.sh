@@ -90,9 +90,9 @@ launch() {  # the compare driver of the grid set by `grid`, in the background; i
   echo $! > "$DIR/logs/$name.pid"
 }
 
-deploy_chain() {  # the deployment grids one after another; a stop (driver exit 3) ends the chain
-  local rc
-  for line in "${DEPLOY_GRIDS[@]}"; do
+chain() {  # the grid lines "$@" one after another, from scratch (--no-fork); a stop (driver exit 3) ends the chain
+  local rc line
+  for line in "$@"; do
     grid "$line"
     setup
     launch --no-fork
@@ -101,6 +101,8 @@ deploy_chain() {  # the deployment grids one after another; a stop (driver exit 
     echo "$name: driver exited $rc"
   done
 }
+
+deploy_chain() { chain "${DEPLOY_GRIDS[@]}"; }  # the deployment grids
 
 grid() {  # sets name, tag, commit, config, envs, seeds, WT, PY for grid line $1
   IFS='|' read -r name code config envs seeds extra budget <<< "$1"
@@ -186,18 +188,7 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
   start_score_loop
 }
 
-oracle_chain() {  # the oracle grids one after another, then oracle_score
-  local rc
-  for line in "${ORACLE_GRIDS[@]}"; do
-    grid "$line"
-    setup
-    launch --no-fork
-    rc=0; wait "$(cat "$DIR/logs/$name.pid")" || rc=$?
-    [ "$rc" = 3 ] && { echo "$name: stopped; the chain ends"; return 3; }
-    echo "$name: driver exited $rc"
-  done
-  oracle_score
-}
+oracle_chain() { chain "${ORACLE_GRIDS[@]}" && oracle_score; }  # the oracle grids, then every candidate scored
 
 oracle_score() {  # every finished oracle run without oracle.json, by the oracle scoring clone, against its committed twin
   local run exp
