@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
+from agents.report.per_run import emit, per_run
 from rl_swa.files import atomic_write
 
 
@@ -133,20 +134,12 @@ def main() -> int:
             out = score(run, args.episodes, args.test_episodes, committed)
             print(f"{run}: oracle {out['oracle']}; " + "; ".join(f"{k} {v['deployed']}" for k, v in out["rules"].items()))
         return 0
-    paths = list(map(Path, args.paths))
-    files = [f for p in paths for f in ([p / "oracle.json"] if (p / "oracle.json").is_file() else p.rglob("oracle.json"))]
-    results = [json.loads(f.read_text()) for f in sorted(files)]
-    lines = [
+    header = (
         "| env | runs | oracle - online (test, mean) | best evaluated - online "
         "| fixed rule: share kept (gain), replaced / below online, episodes | sequential rule "
-        "| naive rule (best validation mean) |",
-        "|---|---|---|---|---|---|---|",
-        *capture(results),
-    ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        atomic_write(Path(args.out), text + "\n")
+        "| naive rule (best validation mean) |"
+    )
+    emit([header, "|---|---|---|---|---|---|---|", *capture(per_run(args.paths, "oracle.json"))], args.out)
     return 0
 
 

@@ -489,3 +489,32 @@ def test_oracle_capture_replays_the_rules_as_select_decides(tmp_path):
     assert {"fixed", "sequential", "naive"} <= set(oracle["rules"])
     table = script("oracle_capture.py", "table", tmp_path)
     assert table.returncode == 0 and "| Pendulum-v1 | 1 |" in table.stdout, table.stderr
+
+
+def test_checkpoint_averages_choose_from_the_zips_on_the_runs_own_test_episodes(tmp_path):
+    """A forked run's SB3 zips (its prefix's and its arm's) make one checkpoint folder; select on it
+    plays the run's own test seeds: its last checkpoint (the final weights) scores as the run's online
+    weights up to float rounding, so the two choices compare on the same episodes."""
+    sets = ["sb3_checkpoints.every=100", "select.episodes=80", "select.test_episodes=3", "swa.posthoc_points=3"]
+    grid = script(
+        "compare.py",
+        PENDULUM,
+        "--budget",
+        "smoke",
+        "--seeds",
+        "1",
+        "--out",
+        tmp_path,
+        *(a for s in sets for a in ("--set", s)),
+    )
+    assert grid.returncode == 0, grid.stderr
+    run = tmp_path / "classic_pendulum_ddpg/Pendulum-v1/baseline/seed0"
+    proc = script("checkpoint_averages.py", "score", run, "--episodes", "40", "--test-episodes", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (run / "sb3_folder").iterdir()) == [f"rl_model_{n}_steps.zip" for n in (100, 200, 300, 400)]
+    out = json.loads((run / "checkpoint_selection.json").read_text())
+    own = out["own"]["test"]
+    assert out["checkpoints"]["test"]["seeds"] == own["seeds"]
+    assert out["checkpoints"]["test"]["means"]["last checkpoint"] == pytest.approx(own["means"]["online"], rel=1e-2)
+    table = script("checkpoint_averages.py", "table", tmp_path)
+    assert table.returncode == 0 and "| Pendulum-v1 | 1 |" in table.stdout, table.stderr
