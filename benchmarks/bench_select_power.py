@@ -1,6 +1,7 @@
 """The decision rule of ``rl-swa select`` on known return distributions: false deploys, power, episodes.
 
     python benchmarks/bench_select_power.py [--reps 600] [--episodes 200] [--rules fixed sequential] [--json out.json]
+        [--try NAME=ALLOCATION:STAGES:FUTILITY ...]   # further rules, e.g. flat4=flat:4:none halving3=halving:3:-0.5
 
 Every rule of ``rl_swa.selection.RULES`` on the same draws (paired).
 16 candidates, the default first; a candidate's return on episode seed s is mean + shared(s) +
@@ -20,7 +21,7 @@ import json
 
 import numpy as np
 
-from rl_swa.selection import RULES, choose, episode_seeds
+from rl_swa.selection import RULES, Rule, choose, episode_seeds
 
 SCENARIOS = {
     "all equal": [0.0] * 16,
@@ -84,14 +85,28 @@ def run(reps: int, episodes: int, rules=("fixed", "sequential"), level: float = 
     return rows
 
 
+def rule_spec(text: str) -> tuple[str, Rule]:
+    """``NAME=ALLOCATION:STAGES:FUTILITY`` (futility ``none``: no early stop for the default)."""
+    try:
+        name, spec = text.split("=")
+        allocation, stages, futility = spec.split(":")
+        if allocation not in ("halving", "flat") or int(stages) < 1:
+            raise ValueError
+        return name, Rule(allocation, int(stages), None if futility == "none" else float(futility))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=ALLOCATION:STAGES:FUTILITY, e.g. flat4=flat:4:none") from None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=600)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    p.add_argument("--try", dest="tried", nargs="+", default=[], type=rule_spec, help="NAME=ALLOCATION:STAGES:FUTILITY")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    rows = run(args.reps, args.episodes, args.rules)
+    RULES.update(dict(args.tried))
+    rows = run(args.reps, args.episodes, [*args.rules, *(name for name, _ in args.tried)])
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"reps": args.reps, "episodes": args.episodes, "rows": rows}, f, indent=1)
