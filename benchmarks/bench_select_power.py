@@ -2,6 +2,7 @@
 
     python benchmarks/bench_select_power.py [--reps 600] [--episodes 200] [--rules fixed sequential] [--json out.json]
         [--try NAME=ALLOCATION:STAGES:FUTILITY ...]   # further rules, e.g. flat4=flat:4:none halving3=halving:3:-0.5
+        [--start 0] [--scenarios "all equal" ...]       # further draws of some scenarios
 
 Every rule of ``rl_swa.selection.RULES`` on the same draws (paired).
 16 candidates, the default first; a candidate's return on episode seed s is mean + shared(s) +
@@ -46,15 +47,17 @@ def returns(means, rep: int, falls: bool):
     return play
 
 
-def run(reps: int, episodes: int, rules=("fixed", "sequential"), level: float = 0.05) -> list[dict]:
+def run(reps: int, episodes: int, rules=("fixed", "sequential"), level=0.05, start=0, scenarios=None) -> list[dict]:
     rows = []
     for falls in (False, True):
         for name, means in SCENARIOS.items():
+            if scenarios and name not in scenarios:
+                continue
             better = int(np.argmax(means)) if max(means) > 0 else None
             deployed = dict.fromkeys(rules, 0)
             spent = dict.fromkeys(rules, 0)
             naive_hit = 0
-            for rep in range(reps):
+            for rep in range(start, start + reps):
                 play = returns(means, rep, falls)
                 for rule in rules:
                     result = choose(play, [f"c{i}" for i in range(len(means))], 0, episodes, level, rule=rule)
@@ -100,16 +103,19 @@ def rule_spec(text: str) -> tuple[str, Rule]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=600)
+    p.add_argument("--start", type=int, default=0, help="the first draw (further draws: --start 600)")
+    p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=None)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     p.add_argument("--try", dest="tried", nargs="+", default=[], type=rule_spec, help="NAME=ALLOCATION:STAGES:FUTILITY")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     RULES.update(dict(args.tried))
-    rows = run(args.reps, args.episodes, [*args.rules, *(name for name, _ in args.tried)])
+    rules = [*args.rules, *(name for name, _ in args.tried)]
+    rows = run(args.reps, args.episodes, rules, start=args.start, scenarios=args.scenarios)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"reps": args.reps, "episodes": args.episodes, "rows": rows}, f, indent=1)
+            json.dump({"reps": args.reps, "start": args.start, "episodes": args.episodes, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
