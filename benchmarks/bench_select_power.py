@@ -22,7 +22,7 @@ import json
 
 import numpy as np
 
-from rl_swa.selection import RULES, Rule, choose, episode_seeds
+from rl_swa.selection import RULES, choose, episode_seeds, parse_rule
 
 SCENARIOS = {
     "all equal": [0.0] * 16,
@@ -88,16 +88,11 @@ def run(reps: int, episodes: int, rules=("fixed", "sequential"), level=0.05, sta
     return rows
 
 
-def rule_spec(text: str) -> tuple[str, Rule]:
-    """``NAME=ALLOCATION:STAGES:FUTILITY`` (futility ``none``: no early stop for the default)."""
+def rule_spec(text: str):
     try:
-        name, spec = text.split("=")
-        allocation, stages, futility = spec.split(":")
-        if allocation not in ("halving", "flat") or int(stages) < 1:
-            raise ValueError
-        return name, Rule(allocation, int(stages), None if futility == "none" else float(futility))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=ALLOCATION:STAGES:FUTILITY, e.g. flat4=flat:4:none") from None
+        return parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main() -> None:

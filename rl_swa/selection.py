@@ -74,6 +74,18 @@ class Rule:
 RULES = {"fixed": Rule("halving", 1), "sequential": Rule("flat", 3, -0.5)}
 
 
+def parse_rule(text: str) -> tuple[str, Rule]:
+    """``NAME=ALLOCATION:STAGES:FUTILITY`` (futility ``none``: no early stop for the default), for trying rules."""
+    try:
+        name, spec = text.split("=")
+        allocation, stages, futility = spec.split(":")
+        if not name or allocation not in ("halving", "flat") or int(stages) < 1:
+            raise ValueError
+        return name, Rule(allocation, int(stages), None if futility == "none" else float(futility))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a rule; use NAME=ALLOCATION:STAGES:FUTILITY, e.g. flat4=flat:4:none") from None
+
+
 def check_rule(rule: str) -> Rule:
     if rule not in RULES:
         raise ValueError(f"rule={rule!r} is not allowed; allowed: {', '.join(RULES)}")

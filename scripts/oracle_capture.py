@@ -2,7 +2,7 @@
 
     python scripts/oracle_capture.py score RUN_DIR [RUN_DIR ...] [--episodes 200] [--test-episodes 50]
         [--committed DIR]     # writes RUN_DIR/oracle.json
-    python scripts/oracle_capture.py table RUN_DIR_OR_FOLDER [...] [--out FILE.md]
+    python scripts/oracle_capture.py table RUN_DIR_OR_FOLDER [...] [--out FILE.md] [--try NAME=ALLOCATION:STAGES:FUTILITY ...]
 
 score: every candidate of a finished run plays every validation episode a rule could ask for (the
 budget's seeds: a rule never plays more distinct seeds than its budget) and the test episodes. Each
@@ -16,7 +16,8 @@ the same bit for bit, and its test returns (the exhaustive post-hoc choice among
 
 table: per env, the share of the oracle's gain over the online weights (on test) that each rule
 keeps (sum of gains over runs / sum of the oracle's gains), the validation episodes each spent, how
-often each deployed below the online weights beyond the test noise (one-sided paired t, 5%).
+often each deployed below the online weights beyond the test noise (one-sided paired t, 5%). The
+rules decide again from oracle.json's validation returns (no episode is played): --try adds rules.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ from agents.report.per_run import emit, per_run
 from rl_swa.files import atomic_write
 
 
+def rule_spec(text: str):
+    from rl_swa.selection import parse_rule
+
+    try:
+        return parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _args() -> argparse.Namespace:
     p = Parser(description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -44,6 +54,7 @@ def _args() -> argparse.Namespace:
     t = sub.add_parser("table")
     t.add_argument("paths", nargs="+")
     t.add_argument("--out", default=None)
+    t.add_argument("--try", dest="tried", nargs="+", default=[], type=rule_spec, help="NAME=ALLOCATION:STAGES:FUTILITY")
     return p.parse_args()
 
 
@@ -101,26 +112,50 @@ def score(run: Path, episodes: int, test_episodes: int, committed: Path | None) 
     return out
 
 
-def capture(results: list[dict]) -> list[str]:
-    """Markdown rows, one per env."""
+def replay(r: dict, rule: str) -> dict:
+    """Rule ``rule`` of ``RULES`` decided again from an oracle.json's validation returns."""
+    from rl_swa.selection import VALIDATION_OFFSET, choose
+
+    names, first = list(r["validation"]), r["validation_seeds"][0]
+    episodes = len(r["validation"][names[0]])
+
+    def play(i: int, seeds: list[int]) -> list[float]:
+        return [r["validation"][names[i]][s - first] for s in seeds]
+
+    return choose(play, names, 0, episodes, base_seed=first - VALIDATION_OFFSET, rule=rule)
+
+
+def capture(results: list[dict], rules: list[str]) -> list[str]:
+    """Markdown rows: per env, the oracle and what users deploy, then each rule."""
     from rl_swa.selection import paired_test
+
+    def mean(r: dict, name: str) -> float:
+        return float(np.mean(r["test"][name]))
 
     rows = []
     for env in sorted({r["env"] for r in results}):
         runs = [r for r in results if r["env"] == env]
-        t = lambda r, name: float(np.mean(r["test"][name]))  # noqa: E731
-        oracle_gain = sum(t(r, r["oracle"]) - t(r, "online") for r in runs)
-        cells = []
-        for rule in ("fixed", "sequential", "naive"):
-            gain = sum(t(r, r["rules"][rule]["deployed"]) - t(r, "online") for r in runs)
-            share = f"{100 * gain / oracle_gain:.0f}%" if oracle_gain > 0 else "n/a"
-            worse = [paired_test(r["test"]["online"], r["test"][r["rules"][rule]["deployed"]], 0.05) for r in runs]
-            below = sum(w["better"] for w in worse)
-            spent = np.mean([r["rules"][rule]["episodes"] for r in runs])
-            replaced = sum(r["rules"][rule]["deployed"] != "online" for r in runs)
-            cells.append(f"{share} ({gain / len(runs):+.3g}), {replaced} / {below}, {spent:.0f}")
-        best = sum(t(r, "best evaluated") - t(r, "online") for r in runs if "best evaluated" in r["test"]) / len(runs)
-        rows.append(f"| {env} | {len(runs)} | {oracle_gain / len(runs):+.3g} | {best:+.3g} | " + " | ".join(cells) + " |")
+        n = len(runs)
+        oracle = sum(mean(r, r["oracle"]) - mean(r, "online") for r in runs)
+        picks = {"oracle (best on test, in hindsight)": [r["oracle"] for r in runs]}
+        picks["best evaluated"] = ["best evaluated" if "best evaluated" in r["test"] else "online" for r in runs]
+        for rule in rules:
+            picks[f"rule {rule}"] = [replay(r, rule) for r in runs]
+        picks["naive (best validation mean)"] = [r["rules"]["naive"] for r in runs]
+        for label, chosen in picks.items():
+            names = [c if isinstance(c, str) else c["deployed"] for c in chosen]
+            gains = [mean(r, d) - mean(r, "online") for r, d in zip(runs, names)]
+            share = f"{100 * sum(gains) / oracle:.0f}%" if oracle > 0 else "n/a"
+            below = sum(paired_test(r["test"]["online"], r["test"][d], 0.05)["better"] for r, d in zip(runs, names))
+            spent = [c["episodes"] for c in chosen if isinstance(c, dict)]
+            episodes = f"{np.mean(spent):.0f}" if spent else ""
+            replaced = "" if label == "best evaluated" else sum(d != "online" for d in names)
+            rows.append(f"| {env} ({n}) | {label} | {share} | {np.mean(gains):+.3g} | {replaced} | {below} | {episodes} |")
+        posthoc = [r["committed"]["test"]["means"] for r in runs if (r.get("committed") or {}).get("test")]
+        posthoc = [m["posthoc choice"] - m["online"] for m in posthoc if "posthoc choice" in m]
+        if len(posthoc) == n:  # from the committed twin's test episodes (the same seeds, the first ones)
+            share = f"{100 * sum(posthoc) / oracle:.0f}%" if oracle > 0 else "n/a"
+            rows.append(f"| {env} ({n}) | exhaustive post-hoc choice (committed) | {share} | {np.mean(posthoc):+.3g} | | | |")
     return rows
 
 
@@ -134,12 +169,15 @@ def main() -> int:
             out = score(run, args.episodes, args.test_episodes, committed)
             print(f"{run}: oracle {out['oracle']}; " + "; ".join(f"{k} {v['deployed']}" for k, v in out["rules"].items()))
         return 0
+    from rl_swa.selection import RULES
+
+    RULES.update(dict(args.tried))
     header = (
-        "| env | runs | oracle - online (test, mean) | best evaluated - online "
-        "| fixed rule: share kept (gain), replaced / below online, episodes | sequential rule "
-        "| naive rule (best validation mean) |"
+        "| env (runs) | deployed | share of the oracle's gain kept | minus online (test, mean) | replaced online "
+        "| below online beyond the noise | validation episodes |"
     )
-    emit([header, "|---|---|---|---|---|---|---|", *capture(per_run(args.paths, "oracle.json"))], args.out)
+    rules = ["fixed", "sequential", *(name for name, _ in args.tried)]
+    emit([header, "|---|---|---|---|---|---|---|", *capture(per_run(args.paths, "oracle.json"), rules)], args.out)
     return 0
 
 

@@ -487,8 +487,10 @@ def test_oracle_capture_replays_the_rules_as_select_decides(tmp_path):
     assert {r["name"]: r["race_mean"] for r in fixed["candidates"]} == pytest.approx(race, rel=1e-6)
     assert len(set(race.values())) > 3 and (fixed["confirmation"] is None) == (played["confirmation"] is None)
     assert {"fixed", "sequential", "naive"} <= set(oracle["rules"])
-    table = script("oracle_capture.py", "table", tmp_path)
-    assert table.returncode == 0 and "| Pendulum-v1 | 1 |" in table.stdout, table.stderr
+    table = script("oracle_capture.py", "table", tmp_path, "--try", "h3=halving:3:-0.5")
+    assert table.returncode == 0 and "| Pendulum-v1 (1) | rule h3 |" in table.stdout, table.stderr
+    row = next(line for line in table.stdout.splitlines() if "| rule fixed |" in line)
+    assert row.endswith(f"| {fixed['episodes']} |")  # decided again from oracle.json: what select spent
 
 
 def test_checkpoint_averages_choose_from_the_zips_on_the_runs_own_test_episodes(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from test_selection import LEVEL, Stub
 
 import rl_swa.selection as selection
-from rl_swa.selection import choose
+from rl_swa.selection import Rule, choose, parse_rule
 from rl_swa.sequential import boundaries, nominal_levels, spent, stage_pairs
 
 NAMES = [f"c{i}" for i in range(16)]
@@ -35,6 +35,14 @@ def test_bad_fractions_and_rules_name_the_field():
         boundaries((0.5, 0.4, 1.0), LEVEL)
     with pytest.raises(ValueError, match="rule='bold' is not allowed; allowed: fixed, sequential"):
         choose(lambda i, s: [0.0] * len(s), ["a", "b"], episodes=40, rule="bold")
+
+
+def test_rules_to_try_are_parsed_or_refused_in_one_line():
+    assert parse_rule("f4=flat:4:none") == ("f4", Rule("flat", 4, None))
+    assert parse_rule("h3=halving:3:-0.5") == ("h3", Rule("halving", 3, -0.5))
+    for bad in ("f4=flat:4", "x=wide:3:none", "=flat:3:none", "y=flat:0:none", "z=flat:3:low"):
+        with pytest.raises(ValueError, match="is not a rule; use NAME=ALLOCATION:STAGES:FUTILITY"):
+            parse_rule(bad)
 
 
 def test_stages_are_even_and_never_below_the_least():
