@@ -261,7 +261,7 @@ collect() {
   local dest=$REPO/docs/results/campaign
   (cd "$RUNS" && find . -name result.json -printf '%h\n') | while read -r run; do
     mkdir -p "$dest/$run"
-    for f in result.json eval.csv config.yaml command.txt posthoc.json selection.json oracle.json; do
+    for f in result.json eval.csv config.yaml command.txt posthoc.json selection.json oracle.json checkpoint_selection.json; do
       [ -f "$RUNS/$run/$f" ] && cp "$RUNS/$run/$f" "$dest/$run/$f"
     done
     prefix=$(dirname "$(dirname "$run")")/prefix/$(basename "$run")
