@@ -14,6 +14,7 @@
 #   bash scripts/campaign.sh collect   # copy the small files of finished runs (and ensemble scores) into docs/results/campaign/
 #   bash scripts/campaign.sh posthoc [EXPERIMENT...]  # post-hoc choice for finished runs that lack one, each with its grid's code
 #   bash scripts/campaign.sh deploy_score  # the deployed policy (rl-swa select, test episodes) of finished deployment runs
+#   (starting scale-mujoco also starts scale_loop: its finished runs scored while their policies are here)
 #   bash scripts/campaign.sh start oracle  # the classic deployment grids again at their code, then every candidate
 #                                          # scored (oracle_score: scripts/oracle_capture.py), one run at a time
 #
@@ -68,6 +69,10 @@ ORACLE_GRIDS=(
   "oracle-acrobot|$DEPLOY_CODE|configs/classic/acrobot_a2c.yaml|Acrobot-v1|5|variants=[baseline] experiment=oracle_acrobot_a2c"
   "oracle-pendulum|$DEPLOY_CODE|configs/classic/pendulum_ddpg.yaml|Pendulum-v1|5|variants=[baseline] experiment=oracle_pendulum_ddpg"
 )
+# The 1M-step runs scored while their policies and SB3 zips are on this machine (neither is committed): every
+# candidate on validation and test episodes (oracle.json, issue 39) and a baseline run's zips as a checkpoint folder
+# (checkpoint_selection.json, issue 42). scale_loop runs scale_score every 10 minutes beside the grid.
+SCALE_SCORING="scale-score-1=SCALE_COMMIT"
 ORACLE_SCORING="oracle-1=e390670007582c5b8bc15d1ba826ea7b165587dd"
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}" "${ORACLE_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs;
@@ -161,6 +166,11 @@ start() {  # [NAME...]: only these grids ("deploy": the deployment chain); defau
     launch
     echo "$name: started (log $DIR/logs/$name.log)"
   done
+  sleep 2  # a driver just launched is running once its subshell has exec'd python
+  if running scale-mujoco && ! pgrep -f "campaign.sh scale_loop" > /dev/null; then
+    setsid nohup bash "$REPO/scripts/campaign.sh" scale_loop >> "$DIR/logs/scale-score.log" 2>&1 &
+    echo "scale scoring loop: started (log $DIR/logs/scale-score.log)"
+  fi
   for line in "${DEPLOY_GRIDS[@]}"; do  # a deployment grid named on its own runs beside the others, not in the chain
     grid "$line"
     if [ $# -eq 0 ] || [[ " $* " != *" $name "* ]]; then continue; fi
@@ -203,6 +213,37 @@ oracle_score() {  # every finished oracle run without oracle.json, by the oracle
   done
 }
 
+unscored_scale() {  # finished 1M runs whose policies are here and that lack a score file
+  (cd "$RUNS" && find ./scale_mujoco_ddpg_1m -name selection.json -printf '%h\n' 2>/dev/null | sort) | while read -r run; do
+    [ -f "$RUNS/$run/policy.safetensors" ] || continue  # restored from the repository: nothing to score
+    if [ ! -f "$RUNS/$run/oracle.json" ] || { [[ $run == */baseline/* ]] && [ ! -f "$RUNS/$run/checkpoint_selection.json" ]; }; then
+      echo "$run"
+    fi
+  done
+}
+
+scale_score() {  # oracle.json of every unscored 1M run, checkpoint_selection.json of a baseline run, by the scoring clone
+  local run todo
+  todo=$(unscored_scale)
+  [ -n "$todo" ] || return 0
+  use_code "$SCALE_SCORING"
+  setup > /dev/null
+  for run in $todo; do
+    echo "scale_score $run (code $tag)"
+    [ -f "$RUNS/$run/oracle.json" ] || (cd "$WT" && "$PY" scripts/oracle_capture.py score "$RUNS/$run" > /dev/null) \
+      || echo "oracle_capture failed: $run"
+    if [[ $run == */baseline/* ]] && [ ! -f "$RUNS/$run/checkpoint_selection.json" ]; then
+      (cd "$WT" && "$PY" scripts/checkpoint_averages.py score "$RUNS/$run" > /dev/null) || echo "checkpoint_averages failed: $run"
+    fi
+  done
+}
+
+scale_loop() {  # scale_score every 10 minutes while the 1M grid runs, and once after it
+  sleep 5
+  while running scale-mujoco; do scale_score || true; sleep 600; done
+  scale_score || true
+}
+
 start_score_loop() {
   if ! pgrep -f "campaign.sh score_loop" > /dev/null; then
     setsid nohup bash "$REPO/scripts/campaign.sh" score_loop >> "$DIR/logs/deploy_score.log" 2>&1 &
@@ -227,7 +268,9 @@ score_loop() {  # deploy_score every 10 minutes while the deployment chain runs,
 stop() {  # the running jobs write a checkpoint, then the drivers exit (code 3); `start` resumes
   local name alive
   pkill -f "campaign.sh oracle_chain" || true  # before its grid's driver exits: the chain would start the next
+  pkill -f "campaign.sh scale_loop" || true
   pkill -f "scripts/oracle_capture.py" || true  # its oracle.json is written whole or not at all: a rerun scores again
+  pkill -f "scripts/checkpoint_averages.py" || true  # likewise checkpoint_selection.json
   for line in "${ALL_GRIDS[@]}"; do  # the driver passes the signal on to its running jobs
     name=${line%%|*}
     if running "$name"; then kill -TERM "$(cat "$DIR/logs/$name.pid")"; echo "$name: asked to stop"; fi
