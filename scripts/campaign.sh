@@ -72,7 +72,7 @@ ORACLE_GRIDS=(
 # The 1M-step runs scored while their policies and SB3 zips are on this machine (neither is committed): every
 # candidate on validation and test episodes (oracle.json, issue 39) and a baseline run's zips as a checkpoint folder
 # (checkpoint_selection.json, issue 42). scale_loop runs scale_score every 10 minutes beside the grid.
-SCALE_SCORING="scale-score-1=SCALE_COMMIT"
+SCALE_SCORING="scale-score-1=7a4625f7120b2164d38d1fdc24aaafaa16d6b478"
 ORACLE_SCORING="oracle-1=e390670007582c5b8bc15d1ba826ea7b165587dd"
 ALL_GRIDS=("${GRIDS[@]}" "${DEPLOY_GRIDS[@]}" "${ORACLE_GRIDS[@]}")
 # The code that scores the deployment runs: `deploy_score` below (selection settings frozen on the classic envs;
