@@ -246,11 +246,9 @@ def _confirm(play, names, leader: int, default: int, pairs: int, level: float, s
         a += [float(x) for x in play(leader, new)]
         b += [float(x) for x in play(default, new)]
         test = paired_test(a, b, p_k)
-        d = np.asarray(a) - np.asarray(b)
-        sd = float(d.std(ddof=1))
-        t = float(d.mean()) / (sd / math.sqrt(len(d))) if sd > 0 else math.copysign(math.inf, float(d.mean()) or -1.0)
         last = k == len(cuts) - 1
-        futile = not last and how.futility is not None and t < how.futility
+        # t < futility, read from the test's p-value (p = P(T > t) falls as t rises)
+        futile = not last and how.futility is not None and test["p_value"] > stats.t.sf(how.futility, cut - 1)
         stop = "better" if test["better"] else "futility" if futile else None
         diff, p = test["mean_difference"], test["p_value"]
         record.append({"pairs": cut, "mean_difference": diff, "p_value": p, "nominal_level": p_k})

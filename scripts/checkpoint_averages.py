@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
-from agents.report.per_run import emit, per_run
+from agents.report.per_run import emit, per_run, share
 from rl_swa.files import atomic_write
 
 
@@ -83,9 +83,9 @@ def rows(results: list[dict]) -> list[str]:
             theirs = {k: v[: len(mine)] for k, v in r["own"]["test"]["returns"].items()}  # the same seeds, first to last
             zips.append(np.mean(mine) - np.mean(theirs["online"]))
             own.append(np.mean(theirs["deployed"]) - np.mean(theirs["online"]))
-        share = f"{100 * sum(zips) / sum(own):.0f}%" if sum(own) > 0 else "n/a"
+        kept = share(sum(zips), sum(own))
         kinds = ", ".join(r["checkpoints"]["deployed"] for r in runs)
-        lines.append(f"| {env} | {n} | {np.mean(zips):+.4g} | {np.mean(own):+.4g} | {share} | {kinds} |")
+        lines.append(f"| {env} | {n} | {np.mean(zips):+.4g} | {np.mean(own):+.4g} | {kept} | {kinds} |")
     return lines
 
 

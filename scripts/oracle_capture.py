@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from agents.cli._cli import Parser, guarded, int_in  # first: signals during start-up
-from agents.report.per_run import emit, per_run
+from agents.report.per_run import emit, per_run, share
 from rl_swa.files import atomic_write
 
 
@@ -151,19 +151,19 @@ def capture(results: list[dict], rules: list[str]) -> list[str]:
         for label, chosen in picks.items():
             names = [c if isinstance(c, str) else c["deployed"] for c in chosen]
             gains = [mean(r, d) - mean(r, "online") for r, d in zip(runs, names)]
-            share = f"{100 * sum(gains) / oracle:.0f}%" if oracle > 0 else "n/a"
+            kept = share(sum(gains), oracle)
             below = sum(paired_test(r["test"]["online"], r["test"][d], 0.05)["better"] for r, d in zip(runs, names))
             spent = [c["episodes"] for c in chosen if isinstance(c, dict)]
             if label == "best on all validation episodes":
                 spent = [sum(map(len, r["validation"].values())) for r in runs]
             episodes = f"{np.mean(spent):.0f}" if spent else ""
             replaced = "" if label == "best evaluated" else sum(d != "online" for d in names)
-            rows.append(f"| {env} ({n}) | {label} | {share} | {np.mean(gains):+.3g} | {replaced} | {below} | {episodes} |")
+            rows.append(f"| {env} ({n}) | {label} | {kept} | {np.mean(gains):+.3g} | {replaced} | {below} | {episodes} |")
         posthoc = [r["committed"]["test"]["means"] for r in runs if (r.get("committed") or {}).get("test")]
         posthoc = [m["posthoc choice"] - m["online"] for m in posthoc if "posthoc choice" in m]
         if len(posthoc) == n:  # from the committed twin's test episodes (the same seeds, the first ones)
-            share = f"{100 * sum(posthoc) / oracle:.0f}%" if oracle > 0 else "n/a"
-            rows.append(f"| {env} ({n}) | exhaustive post-hoc choice (committed) | {share} | {np.mean(posthoc):+.3g} | | | |")
+            kept = share(sum(posthoc), oracle)
+            rows.append(f"| {env} ({n}) | exhaustive post-hoc choice (committed) | {kept} | {np.mean(posthoc):+.3g} | | | |")
     return rows
 
 

@@ -16,6 +16,11 @@ def per_run(paths: list[str | Path], name: str) -> list[dict]:
     return [json.loads(f.read_text()) for f in found]
 
 
+def share(part: float, whole: float) -> str:
+    """``part`` as a percentage of a positive ``whole`` (n/a otherwise): a share of a gain kept."""
+    return f"{100 * part / whole:.0f}%" if whole > 0 else "n/a"
+
+
 def emit(lines: list[str], out: str | None = None) -> None:
     """Print a markdown table; also write it to ``out`` when given."""
     text = "\n".join(lines)
