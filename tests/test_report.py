@@ -416,3 +416,21 @@ def test_glance_reads_test_scores_against_online(tmp_path):
     assert row.startswith("| Pendulum-v1 | 3 | 2 of 3 | 2.67 [") and "(2/3)" in row
     md = write_glance([tmp_path / "exp"], tmp_path / "out")
     assert (tmp_path / "out" / "glance.png").stat().st_size > 0 and "rl-swa report --glance" in md.read_text()
+
+
+def test_glance_keeps_the_budgets_of_one_env_apart(tmp_path):
+    """The same env at 120k and 1M steps: one row each, labelled, the smaller budget first."""
+    from agents.report.glance import collect
+
+    for exp, steps, gain in (("long", 1_000_000, 50.0), ("short", 120_000, 5.0)):
+        for seed in range(2):
+            run = tmp_path / exp / "Hopper-v5" / "baseline" / f"seed{seed}"
+            run.mkdir(parents=True)
+            means = {"deployed": 100.0 + gain, "online": 100.0}
+            (run / "selection.json").write_text(json.dumps({"env": "Hopper-v5", "deployed": "swa", "test": {"means": means}}))
+            (run / "result.json").write_text(json.dumps({"timesteps": steps}))
+    data = collect([tmp_path / "long", tmp_path / "short"])
+    assert list(data) == ["Hopper-v5 at 120k steps", "Hopper-v5 at 1M steps"]
+    assert data["Hopper-v5 at 1M steps"]["diffs"]["deployed"] == [50.0, 50.0]
+    assert data["Hopper-v5 at 120k steps"]["runs"] == 2
+    assert list(collect([tmp_path / "short"])) == ["Hopper-v5"]

@@ -36,22 +36,46 @@ FOLDER_POLICIES = {
 
 def collect(folders: list[str | Path], reference: str = "online", policies: dict = POLICIES) -> dict[str, dict]:
     """Per env: the runs, their difference from ``reference`` per policy, how many replaced the
-    default, and the cost (episodes, select's wall time and its share of training where recorded)."""
-    out: dict[str, dict] = {}
+    default, and the cost (episodes, select's wall time and its share of training where recorded).
+    An env trained at several budgets gets one entry per budget ("Hopper-v5 at 1M steps")."""
+    records = []
     for folder in folders:
         for path in sorted(Path(folder).glob("**/selection.json")):
             data = json.loads(path.read_text())
             means = (data.get("test") or {}).get("means") or {}
-            if reference not in means:
-                continue
-            env = out.setdefault(data["env"], {"runs": 0, "replaced": 0, "diffs": {k: [] for k in policies}, "cost": []})
-            env["runs"] += 1
-            env["replaced"] += data["deployed"] != data.get("default", "online")
-            for key in policies:
-                if key in means:
-                    env["diffs"][key].append(means[key] - means[reference])
-            env["cost"].append((data.get("episodes"), data.get("wall_s"), _train_wall_s(path, data)))
+            if reference in means:
+                records.append((data["env"], _timesteps(path), path, data, means))
+    budgets: dict[str, set] = {}
+    for env, steps, *_ in records:
+        budgets.setdefault(env, set()).add(steps)
+    first = {env: i for i, (env, *_) in reversed(list(enumerate(records)))}
+    out: dict[str, dict] = {}
+    for env, steps, path, data, means in sorted(records, key=lambda r: (first[r[0]], r[1] or 0)):
+        key = env if len(budgets[env]) == 1 else f"{env} at {_steps_label(steps)}"
+        entry = out.setdefault(key, {"runs": 0, "replaced": 0, "diffs": {k: [] for k in policies}, "cost": []})
+        entry["runs"] += 1
+        entry["replaced"] += data["deployed"] != data.get("default", "online")
+        for name in policies:
+            if name in means:
+                entry["diffs"][name].append(means[name] - means[reference])
+        entry["cost"].append((data.get("episodes"), data.get("wall_s"), _train_wall_s(path, data)))
     return out
+
+
+def _timesteps(path: Path) -> int | None:
+    """The run's training budget in steps, from the ``result.json`` beside its ``selection.json``."""
+    result = path.parent / "result.json"
+    return json.loads(result.read_text()).get("timesteps") if result.is_file() else None
+
+
+def _steps_label(steps: int | None) -> str:
+    """1000000 -> "1M steps", 120000 -> "120k steps"; an unrecorded budget: "an unrecorded budget"."""
+    if not steps:
+        return "an unrecorded budget"
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if steps >= size:
+            return f"{steps / size:g}{suffix} steps"
+    return f"{steps} steps"
 
 
 def _train_wall_s(path: Path, data: dict) -> float | None:
