@@ -434,3 +434,37 @@ def test_glance_keeps_the_budgets_of_one_env_apart(tmp_path):
     assert data["Hopper-v5 at 1M steps"]["diffs"]["deployed"] == [50.0, 50.0]
     assert data["Hopper-v5 at 120k steps"]["runs"] == 2
     assert list(collect([tmp_path / "short"])) == ["Hopper-v5"]
+
+
+def test_budgets_table_keeps_each_grid_apart_and_matches_hand_computed(tmp_path):
+    """The same env in two grids at two budgets: one row each (seeds pair within a grid only), the
+    smaller budget first, with the paired differences and select's test results of its own grid."""
+    from agents.report.budgets import rows, table
+
+    for name, steps, pairs in (
+        ("long", 1_000_000, [(10, 30), (20, 50), (30, 40)]),
+        ("short", 120_000, [(10, 15), (20, 20), (30, 40)]),
+    ):
+        for seed, (b, s) in enumerate(pairs):
+            _write_run(tmp_path / name, "Toy-v0", "baseline", seed, [(1, 50, None), (2, b, b + 1)])
+            _write_run(tmp_path / name, "Toy-v0", "swa", seed, [(1, 50, None), (2, s - 2, s)])
+            for variant in ("baseline", "swa"):
+                result = tmp_path / name / "Toy-v0" / variant / f"seed{seed}" / "result.json"
+                result.write_text(json.dumps(json.loads(result.read_text()) | {"timesteps": steps}))
+        if name == "long":  # select on the baseline runs: deployed 4, 0, 2 above online
+            for seed, (gain, kind) in enumerate([(4.0, "swa"), (0.0, "online"), (2.0, "best evaluated")]):
+                means = {"deployed": 10 + gain, "online": 10.0, "best evaluated": 11.0}
+                sel = {"env": "Toy-v0", "deployed": kind, "default": "online", "episodes": 199, "wall_s": 5.0}
+                sel["test"] = {"means": means, "returns": {k: [v] * 3 for k, v in means.items()}}
+                (tmp_path / name / "Toy-v0" / "baseline" / f"seed{seed}" / "selection.json").write_text(json.dumps(sel))
+    data = rows([tmp_path / "long", tmp_path / "short"], reps=200)
+    assert [(r["grid"], r["timesteps"]) for r in data] == [("short", [120_000]), ("long", [1_000_000])]
+    short, long = data
+    assert short["swa - baseline"]["mean"] == pytest.approx(5.0) and long["swa - baseline"]["mean"] == pytest.approx(20.0)
+    assert long["baseline_avg - baseline"]["mean"] == pytest.approx(1.0) and long["baseline_avg - baseline"]["wins"] == 3
+    assert long["deployed - online"]["mean"] == pytest.approx(2.0) and long["deployed - online"]["wins"] == 2
+    assert long["deployed - best evaluated"]["mean"] == pytest.approx(1.0)
+    assert short["deployed - online"] is None and long["deployed"] == {"swa": 1, "online": 1, "best evaluated": 1}
+    lines = table(data).splitlines()
+    assert lines[2].startswith("| Toy-v0 | 120k | short | 3 | +5.0 [0.0, 10.0] (2/3) | +1.00 [1.00, 1.00] (3/3) |  |")
+    assert lines[3].startswith("| Toy-v0 | 1M | long | 3 | +20.0 [") and "| +2.00 [0.00, 4.00] (2/3) |" in lines[3]

@@ -3,6 +3,7 @@
     python scripts/report.py runs/<experiment> [--out DIR] [--last-k 3] [--reps 2000]
     python scripts/report.py runs/<a> runs/<b> --out DIR [--variants baseline swa]   # grids side by side
     rl-swa report --glance docs/results/campaign/deploy_* --out docs/results        # the README's figure and table
+    rl-swa report --budgets GRID_120K GRID_1M --out DIR     # one table, one row per (env, grid): budgets side by side
 
 What it reads, writes and computes: the package ``agents/report/`` (its docstring).
 """
@@ -25,6 +26,7 @@ def main() -> int:
     p.add_argument("--last-k", type=int_in(1, 1000), default=3)
     p.add_argument("--reps", type=int_in(1, 10**7), default=2000)
     p.add_argument("--glance", action="store_true", help="glance.png and glance.md: each policy against online, per env")
+    p.add_argument("--budgets", action="store_true", help="budgets.md: the same comparisons, one row per (env, grid)")
     args = p.parse_args()
     for d in args.experiment_dir:
         if not Path(d).is_dir():
@@ -38,6 +40,13 @@ def main() -> int:
             print(write_glance(args.experiment_dir, args.out))
         except ValueError as exc:
             raise ConfigError(f"--glance: {exc}") from None
+        return 0
+    if args.budgets:
+        from agents.report.budgets import write_budgets
+
+        if args.out is None:
+            raise ConfigError("--budgets: give --out, the folder of budgets.md")
+        print(write_budgets(args.experiment_dir, args.out, args.reps))
         return 0
     print(write_report(args.experiment_dir, args.out, args.last_k, args.reps, variants=args.variants))
     return 0
