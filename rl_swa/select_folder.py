@@ -42,7 +42,7 @@ def select_folder(
 ) -> tuple[Any, dict[str, Any]]:
     """The policy to deploy from the folder ``path`` and the content of its ``selection.json``.
 
-    :param test_episodes: also score the deployed policy and the alternatives users deploy today
+    :param test_episodes: also score the deployed policy and the alternatives users deploy without it
         (the final model, the best model, the last checkpoint) on this many test episodes,
         seeded apart from every validation episode.
     :param write: write ``deployed/`` into the folder (atomically).
