@@ -49,9 +49,10 @@ def read_csv(path: Path) -> list[dict[str, float]]:
 
 
 def training_wall_s(result: dict) -> float | None:
-    """A run's training wall time from its result.json; a resumed run's ``wall_s`` is its last
-    session's only, so its whole run is estimated at that session's speed (``steps_per_s``)."""
-    if result.get("resumed_from") is None:
+    """A run's training wall time from its result.json. A resumed run's ``wall_s`` is its last
+    session's only, a forked arm's its own steps only (the shared prefix was trained once for both
+    arms): the whole run is then estimated at that speed (``steps_per_s``)."""
+    if result.get("resumed_from") is None and not result.get("fork"):
         return result.get("wall_s")
     rate = result.get("steps_per_s")
     return round(result["timesteps"] / rate, 1) if rate else None

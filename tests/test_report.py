@@ -293,7 +293,8 @@ def test_the_committed_campaign_reports_regenerate_byte_identical(grids, folder,
 def test_the_deployed_policy_table_matches_hand_computed(grid):
     """selection.json of each baseline run: seed 0 deployed an average (its test returns far below the
     online weights'), seeds 1-2 kept the online weights. Seed 2 was resumed at step 800 of 1,000: its
-    wall_s (50 s) is its last session's; the whole run, at that session's speed, took 250 s."""
+    wall_s (50 s) is its last session's; the whole run, at that session's speed, took 250 s. Seed 1
+    is a forked arm from step 750: its wall_s (20 s) is its 250 steps'; the whole run took 80 s."""
     online = [[10.0, 12.0, 11.0, 13.0, 12.0], [20.0] * 5, [30.0] * 5]
     deployed = [[1.0, 2.0, 1.5, 2.5, 1.0], [20.0] * 5, [30.0] * 5]
     best = [15.0, 18.0, 36.0]
@@ -301,6 +302,7 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
         run = grid / "Toy-v0" / "baseline" / f"seed{seed}"
         result = json.loads((run / "result.json").read_text()) | {"timesteps": 1000, "wall_s": 100.0 * (seed + 1)}
         result |= {"resumed_from": 800, "wall_s": 50.0, "steps_per_s": 4.0} if seed == 2 else {"resumed_from": None}
+        result |= {"fork": True, "fork_step": 750, "wall_s": 20.0, "steps_per_s": 12.5} if seed == 1 else {}
         (run / "result.json").write_text(json.dumps(result))
         test = {"online": online[seed], "deployed": deployed[seed], "best evaluated": [best[seed]] * 5}
         selection = {
@@ -314,7 +316,7 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
         (grid / "Toy-v0" / "baseline" / f"seed{seed}" / "selection.json").write_text(json.dumps(selection))
     sel = summarize(load_runs(grid), reps=500)["per_env"]["Toy-v0"]["selection"]["baseline"]
     assert sel["n"] == 3 and sel["replaced_online"] == 1 and sel["episodes"] == pytest.approx(201)
-    assert sel["wall_share"] == pytest.approx(np.mean([0.1, 0.05, 10 / 250]))
+    assert sel["wall_share"] == pytest.approx(np.mean([0.1, 10 / 80, 10 / 250]))
     assert sel["below_online"] == 1  # seed 0 only: seeds 1-2 are ties
     d = sel["deployed - online"]
     assert d["mean"] == pytest.approx(np.mean([1.6 - 11.6, 0, 0])) and d["wins"] == 0 and d["ties"] == 2
@@ -351,7 +353,7 @@ def test_the_deployed_policy_table_matches_hand_computed(grid):
     assert "| Other-v0 | baseline | 2 | 2 of 2 | +2.00, +2.00 | n/a | n/a | n/a | 0 of 2 | 200 | n/a |" in text
     row = next(line for line in text.splitlines() if line.startswith("| Toy-v0 | baseline | 3 |"))
     assert row.startswith("| Toy-v0 | baseline | 3 | 1 of 3 | -3.33 [")
-    assert row.endswith("| n/a | n/a | 1 of 3 | 201 | 6.33% |")
+    assert row.endswith("| n/a | n/a | 1 of 3 | 201 | 8.83% |")
 
 
 def test_one_number_format_everywhere():

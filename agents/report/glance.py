@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.report.tables import _fmt, decimals
+from agents.rundir import training_wall_s
 from agents.stats import bootstrap_ci
 
 # The test scores compared with the online weights, as selection.json names them -> as the figure does.
@@ -79,7 +80,10 @@ def _steps_label(steps: int | None) -> str:
 
 
 def _train_wall_s(path: Path, data: dict) -> float | None:
-    """The training wall time: a run's own record, or ``train_wall_s.txt`` beside an RL Zoo run's files."""
+    """The training wall time: from the run's ``result.json`` (a forked or resumed run's estimated
+    whole), its selection's record, or ``train_wall_s.txt`` beside an RL Zoo run's files."""
+    if (path.parent / "result.json").is_file():
+        return training_wall_s(json.loads((path.parent / "result.json").read_text()))
     if data.get("train_wall_s"):
         return float(data["train_wall_s"])
     for f in (path.parent / "train_wall_s.txt", path.parent.parent / "train_wall_s.txt"):
