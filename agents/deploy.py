@@ -177,7 +177,7 @@ def select_run(
         "env": env_id,
         **result,
         "notes": notes,
-        "train_wall_s": training_wall_s(train),  # a resumed run: estimated at its last session's speed
+        "train_wall_s": training_wall_s(train),  # a resumed run or a forked arm: estimated at its speed
         "code": code_version(),
         "cpu": cpu_model(),
     }
