@@ -20,21 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from agents.config import ConfigError
+from agents.report.glance import _steps_label
 from agents.report.runs import load_runs
 from agents.report.summary import summarize
 from agents.report.tables import _fmt, _mean_ci, _row, _signed, decimals
 
 PAIRED = {"swa - baseline": "SWA - baseline", "baseline_avg - baseline": "eval-only average - online"}
-DEPLOYED = {
-    "deployed - online": "deployed - online",
-    "deployed - best evaluated": "deployed - best evaluated",
-    "deployed - fixed-start average": "deployed - fixed-start average",
-}
+DEPLOYED = ("deployed - online", "deployed - best evaluated", "deployed - fixed-start average")
 
 
 def _steps(steps: list[int]) -> str:
-    from agents.report.glance import _steps_label
-
     return " / ".join(_steps_label(s).removesuffix(" steps") for s in steps) or "n/a"
 
 
@@ -81,7 +76,7 @@ def table(data: list[dict]) -> str:
         "grid",
         "seeds",
         *PAIRED.values(),
-        *DEPLOYED.values(),
+        *DEPLOYED,
         "deployed (runs)",
         "select's share of training",
     ]
