@@ -42,6 +42,9 @@ CASES = {
 }
 
 
+START_S = 300  # as long as the twin may take to reach its first checkpoint: a loaded machine starts runs slowly
+
+
 def _cmd(config, overrides, out):
     sets = [a for o in overrides for a in ("--set", o)]
     return [
@@ -69,12 +72,12 @@ def _run_dir(out):
 
 def _interrupt(config, overrides, out, sig):
     proc = subprocess.Popen(_cmd(config, overrides, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300  # as long as the twin may take: a loaded machine starts runs slowly
+    deadline = time.time() + START_S
     while not list(Path(out).glob("*/*/swa/seed0/ckpt/*.ckpt")):
         assert proc.poll() is None, proc.stderr.read()
         if time.time() > deadline:
             proc.kill()
-            pytest.fail(f"no checkpoint within 300 s under {out}: the machine is too loaded to interrupt the run")
+            pytest.fail(f"no checkpoint within {START_S} s under {out}: the machine is too loaded to interrupt the run")
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.config import ConfigError
-from agents.report.glance import _steps_label
+from agents.report.glance import steps_label
 from agents.report.runs import load_runs
 from agents.report.summary import summarize
 from agents.report.tables import _fmt, _mean_ci, _row, _signed, decimals
@@ -30,7 +30,7 @@ DEPLOYED = ("deployed - online", "deployed - best evaluated", "deployed - fixed-
 
 
 def _steps(steps: list[int]) -> str:
-    return " / ".join(_steps_label(s).removesuffix(" steps") for s in steps) or "n/a"
+    return " / ".join(steps_label(s).removesuffix(" steps") for s in steps) or "n/a"
 
 
 def _cell(stat: dict | None) -> str:

@@ -52,7 +52,7 @@ def collect(folders: list[str | Path], reference: str = "online", policies: dict
     first = {env: i for i, (env, *_) in reversed(list(enumerate(records)))}
     out: dict[str, dict] = {}
     for env, steps, path, data, means in sorted(records, key=lambda r: (first[r[0]], r[1] or 0)):
-        key = env if len(budgets[env]) == 1 else f"{env} at {_steps_label(steps)}"
+        key = env if len(budgets[env]) == 1 else f"{env} at {steps_label(steps)}"
         entry = out.setdefault(key, {"runs": 0, "replaced": 0, "diffs": {k: [] for k in policies}, "cost": []})
         entry["runs"] += 1
         entry["replaced"] += data["deployed"] != data.get("default", "online")
@@ -69,7 +69,7 @@ def _timesteps(path: Path) -> int | None:
     return json.loads(result.read_text()).get("timesteps") if result.is_file() else None
 
 
-def _steps_label(steps: int | None) -> str:
+def steps_label(steps: int | None) -> str:
     """1000000 -> "1M steps", 120000 -> "120k steps"; an unrecorded budget: "an unrecorded budget"."""
     if not steps:
         return "an unrecorded budget"
